@@ -1,0 +1,1 @@
+"""Restoration tools: specs, registry and LangChain wrappers."""

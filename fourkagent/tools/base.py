@@ -1,0 +1,161 @@
+"""Tool specs, the tool type and the registry every restoration tool is listed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from fourkagent.errors import FourKError, ToolError
+from fourkagent.imaging import Image
+
+Category = Literal[
+    "brightening",
+    "defocus deblurring",
+    "motion deblurring",
+    "dehazing",
+    "denoising",
+    "deraining",
+    "jpeg compression artifact removal",
+    "super-resolution",
+    "face restoration",
+    "old photo restoration",
+]
+"""The paper's subtask names (``super-resolution`` covers every scale; see ``ToolSpec.scale``)."""
+
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+
+Backend = Literal["classical", "torch", "ncnn", "diffusers"]
+Preference = Literal["fidelity", "perception", "both"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What the planner and the CLI know about a tool."""
+
+    name: str
+    """Unique tool id, e.g. ``sr_backprojection_x4``."""
+    category: Category
+    """The paper's subtask this tool serves."""
+    description: str
+    """One line for ``4kagent tools`` and the LLM planner."""
+    scale: int = 1
+    """Output/input size ratio (1 for restoration tools)."""
+    backend: Backend = "classical"
+    """How the tool computes: classical numpy/OpenCV, torch, ncnn or diffusers."""
+    slow: bool = False
+    """Dropped by Fast4K when the current image's long side is at or above the profile threshold."""
+    preference: Preference = "both"
+    """For SR: which profile priority (fidelity/perception) includes this tool."""
+    weights: str | None = None
+    """Name of the weights file it needs, if any."""
+
+
+class DuplicateToolError(FourKError, ValueError):
+    """Raised when a tool name is registered twice."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A spec plus the callable ``fn(image) -> image`` (float32 HxWx3 RGB in [0, 1])."""
+
+    spec: ToolSpec
+    fn: Callable[[Image], Image]
+    availability: Callable[[], str | None] = field(default=lambda: None)
+    """Returns ``None`` when the tool can run here, otherwise the reason it cannot."""
+
+    @property
+    def name(self) -> str:
+        """The tool's unique name."""
+        return self.spec.name
+
+    def unavailable_reason(self) -> str | None:
+        """Why this tool cannot run here, or ``None``."""
+        return self.availability()
+
+    def __call__(self, img: Image) -> Image:
+        """Run the tool and validate its output (finite, right shape, in range).
+
+        Raises:
+            ToolError: the tool raised, or returned NaN/Inf, a wrong shape or a wrong dtype.
+        """
+        h, w = img.shape[:2]
+        try:
+            out = self.fn(img)
+        except FourKError:
+            raise
+        except Exception as exc:  # a broken tool must never crash a run
+            raise ToolError(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+        expected = (h * self.spec.scale, w * self.spec.scale, 3)
+        if not isinstance(out, np.ndarray) or out.shape != expected:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ToolError(f"{self.name} returned shape {shape}, expected {expected}")
+        if not np.isfinite(out).all():
+            raise ToolError(f"{self.name} returned NaN or Inf values")
+        return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+class ToolRegistry:
+    """An ordered, explicit collection of tools; ``add`` is atomic."""
+
+    def __init__(self, tools: list[Tool] | None = None) -> None:
+        """Create a registry, optionally filled with ``tools``."""
+        self._tools: dict[str, Tool] = {}
+        if tools:
+            self.add(*tools)
+
+    def add(self, *tools: Tool) -> None:
+        """Register tools; on a duplicate name nothing is added.
+
+        Raises:
+            DuplicateToolError: a name is already registered or repeated in ``tools``.
+        """
+        names = [t.name for t in tools]
+        dup = {n for n in names if names.count(n) > 1 or n in self._tools}
+        if dup:
+            raise DuplicateToolError(f"tool(s) already registered: {', '.join(sorted(dup))}")
+        for t in tools:
+            self._tools[t.name] = t
+
+    def get(self, name: str) -> Tool:
+        """Look a tool up by name.
+
+        Raises:
+            ToolError: no tool of that name.
+        """
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolError(f"unknown tool {name!r}; see `4kagent tools`") from None
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a tool of that name is registered."""
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        """Iterate in registration order."""
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        """Number of registered tools."""
+        return len(self._tools)
+
+    def for_step(
+        self,
+        category: str,
+        scale: int = 1,
+        preference: str | None = None,
+    ) -> list[Tool]:
+        """Available tools of a category (and SR scale), filtered by profile preference."""
+        out = []
+        for t in self._tools.values():
+            s = t.spec
+            if s.category != category or (category == "super-resolution" and s.scale != scale):
+                continue
+            if preference and s.preference not in ("both", preference):
+                continue
+            if t.unavailable_reason() is None:
+                out.append(t)
+        return out

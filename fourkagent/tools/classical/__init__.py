@@ -1,0 +1,1 @@
+"""Classical (weight-free) restoration tools, one module per category."""
