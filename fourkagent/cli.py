@@ -1,0 +1,187 @@
+"""The ``4kagent`` command line: restore, resume, profiles, tools, perceive."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from fourkagent.errors import FourKError
+
+PROG = "4kagent"
+
+
+def _progress(quiet: bool) -> Any:
+    t0 = time.perf_counter()
+
+    def handler(kind: str, chunk: dict[str, Any]) -> None:
+        if quiet:
+            return
+        stamp = f"[{time.perf_counter() - t0:6.1f}s]"
+        if kind == "custom":
+            ev = chunk.get("event")
+            if ev == "tool_end":
+                res = f"error: {chunk['error']}" if chunk.get("error") else f"{chunk['seconds']:.1f}s"
+                print(f"{stamp}   {chunk['step']}: {chunk['tool']} {res}", file=sys.stderr, flush=True)
+            elif ev == "candidate_scored":
+                print(f"{stamp}   {chunk['step']}: {chunk['tool']} Q={chunk['score']:.3f}", file=sys.stderr, flush=True)
+            return
+        for node, update in chunk.items():
+            print(f"{stamp} {node}: {_describe(node, update or {})}", file=sys.stderr, flush=True)
+
+    return handler
+
+
+def _describe(node: str, update: dict[str, Any]) -> str:
+    if node == "perceive":
+        p = update.get("perception", {})
+        found = [d["kind"] for d in p.get("degradations", []) if d.get("present")]
+        return f"factor x{p.get('factor')}, degradations: {', '.join(found) or 'none'}"
+    if node == "plan":
+        return "agenda: " + (" -> ".join(update.get("agenda", [])) or "(done)")
+    if node == "reflect":
+        v = update.get("verdict", {})
+        ok = "ok" if v.get("passed") else "below threshold"
+        best = "none" if v.get("best_score") is None else f"{v['best_tool']} Q={v['best_score']:.3f}"
+        return f"{v.get('step')}: best {best} ({ok})"
+    if node == "rollback":
+        return (update.get("rollbacks") or [{}])[-1].get("action", "")
+    if node == "face_restore":
+        return str((update.get("faces") or {}).get("reason", ""))
+    if node == "finalize":
+        return f"wrote {update.get('output_path')}"
+    return "done"
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from fourkagent.context import Context
+    from fourkagent.imageio import check_output_path
+    from fourkagent.runner import resume, run
+
+    ctx = Context(home=args.home or "")
+    if args.resume:
+        res = resume(args.resume, context=ctx, on_event=_progress(args.quiet))
+    else:
+        if not args.input or not args.output:
+            raise FourKError("restore needs INPUT and -o OUTPUT (or --resume RUN_ID)")
+        check_output_path(args.output, overwrite=args.overwrite)
+        options: dict[str, Any] = {"overwrite": args.overwrite}
+        if args.threshold is not None:
+            options["threshold"] = args.threshold
+        res = run(args.input, args.output, args.profile, run_id=args.run_id, options=options, context=ctx,
+                  on_event=_progress(args.quiet))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(res.get("summary") or "")
+        print(f"output: {res['output_path']}\nreport: {res['report_path']}\nrun id: {res['run_id']}")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from fourkagent.profiles import DEFAULT_PROFILE, list_profiles
+
+    profiles = list_profiles()
+    if args.json:
+        print(json.dumps([p.model_dump() for p in profiles], indent=2))
+        return 0
+    width = max(len(p.name) for p in profiles)
+    for p in profiles:
+        mark = " (default)" if p.name == DEFAULT_PROFILE else ""
+        print(f"{p.name:<{width}}  {p.description}{mark}")
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    rows = []
+    for t in MAIN_REGISTRY:
+        reason = t.unavailable_reason()
+        s = t.spec
+        rows.append({"name": s.name, "category": s.category, "backend": s.backend, "scale": s.scale,
+                     "slow": s.slow, "preference": s.preference, "available": reason is None,
+                     "reason": reason, "description": s.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        avail = "yes" if r["available"] else f"no ({r['reason']})"
+        print(f"{r['name']:<28} {r['category']:<34} {r['backend']:<9} x{r['scale']} slow={str(r['slow']).lower():<5} available={avail}")
+    return 0
+
+
+def cmd_perceive(args: argparse.Namespace) -> int:
+    from fourkagent.imageio import load_image
+    from fourkagent.perception.offline import perceive_offline
+    from fourkagent.planning.agenda import build_steps, upscale_factor
+    from fourkagent.planning.order import order_steps
+    from fourkagent.profiles import load_profile
+
+    img, info = load_image(args.image)
+    profile = load_profile(args.profile)
+    res = perceive_offline(img)
+    res["factor"] = upscale_factor(info.width, info.height, profile)
+    present = [d["kind"] for d in res["degradations"] if d["present"]]
+    res["agenda"] = order_steps(build_steps(present, res["factor"], profile))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(res["description"])
+        for d in res["degradations"]:
+            print(f"  {d['kind']:<26} {d['severity']:<10} conf={d['confidence']:.2f}")
+        print("IQA: " + ", ".join(f"{k}={v}" for k, v in res["iqa"].items()))
+        print("agenda: " + " -> ".join(res["agenda"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    p = argparse.ArgumentParser(prog=PROG, description="Agentic any-image-to-4K restoration and super-resolution.")
+    p.add_argument("--home", help="work directory for runs and checkpoints (default $FOURKAGENT_HOME or ~/.fourkagent)")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("restore", help="restore and upscale an image")
+    r.add_argument("input", nargs="?", help="input image")
+    r.add_argument("-o", "--output", help="output image (.png, .tif, .jpg, .webp)")
+    r.add_argument("-p", "--profile", help="profile name or YAML file (default FastGen4K-P)")
+    r.add_argument("--run-id", help="id for this run (default: generated)")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue a killed run")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.add_argument("--threshold", type=float, help="override the Q-MoE rollback threshold")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    r.set_defaults(fn=cmd_restore)
+    pr = sub.add_parser("profiles", help="list predefined profiles")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(fn=cmd_profiles)
+    t = sub.add_parser("tools", help="list registered tools")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_tools)
+    pe = sub.add_parser("perceive", help="print what the perception agent sees in an image")
+    pe.add_argument("image")
+    pe.add_argument("-p", "--profile", help="profile (for the factor and agenda)")
+    pe.add_argument("--json", action="store_true")
+    pe.set_defaults(fn=cmd_perceive)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors and a non-zero exit for anything the user can fix."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except FourKError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; resume with `{PROG} restore --resume RUN_ID`", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

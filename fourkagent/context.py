@@ -1,0 +1,34 @@
+"""Runtime settings passed as LangGraph context (not part of the checkpointed state)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_home() -> str:
+    """``$FOURKAGENT_HOME`` or ``~/.fourkagent``: runs, checkpoints and experience live here."""
+    return os.environ.get("FOURKAGENT_HOME") or str(Path.home() / ".fourkagent")
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Settings for one invocation; environment variables fill unset fields."""
+
+    home: str = field(default="", metadata={"description": "Work directory for runs and checkpoints."})
+    model_dir: str = field(default="", metadata={"description": "Directory of user-installed model weights."})
+    vlm_base_url: str = field(default="", metadata={"description": "OpenAI-compatible endpoint for the VLM perceiver."})
+    vlm_model: str = field(default="", metadata={"description": "Model name at that endpoint."})
+    vlm_api_key: str = field(default="", metadata={"description": "API key for the endpoint (any string for local servers)."})
+    threads: int = field(default=0, metadata={"description": "CPU threads for tools (0 = all cores)."})
+
+    def __post_init__(self) -> None:
+        """Fill unset fields from FOURKAGENT_* environment variables."""
+        env = os.environ.get
+        self.home = self.home or default_home()
+        self.model_dir = self.model_dir or env("FOURKAGENT_MODEL_DIR", str(Path(self.home) / "models"))
+        self.vlm_base_url = self.vlm_base_url or env("FOURKAGENT_VLM_BASE_URL", "")
+        self.vlm_model = self.vlm_model or env("FOURKAGENT_VLM_MODEL", "")
+        self.vlm_api_key = self.vlm_api_key or env("FOURKAGENT_VLM_API_KEY", "")
+        self.threads = self.threads or int(env("FOURKAGENT_THREADS", "0") or 0)

@@ -1,0 +1,73 @@
+"""execute: run every available expert of the current step on the current image (Q-MoE candidates)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fourkagent.errors import FourKError
+from fourkagent.nodes._common import emit, profile_of, store_of, timed
+from fourkagent.planning.agenda import step_scale
+from fourkagent.profiles import Profile
+from fourkagent.state.schema import State
+from fourkagent.tools.base import Tool, ToolRegistry
+from fourkagent.tools.colorfix import adain_color_fix
+
+COLOR_FIX_MIN_SIDE = 1024
+"""SR outputs whose long side reaches this get the reference's AdaIN colour fix."""
+
+
+def step_category(step: str) -> str:
+    """Registry category of an agenda step (both SR scales map to super-resolution)."""
+    return "super-resolution" if step.startswith("super-resolution") else step
+
+
+def select_tools(registry: ToolRegistry, step: str, profile: Profile, long_side: int) -> tuple[list[Tool], list[str]]:
+    """Tools for a step under a profile, and the names Fast4K dropped."""
+    tools = registry.for_step(step_category(step), step_scale(step), profile.priority)
+    if not tools:
+        tools = registry.for_step(step_category(step), step_scale(step))
+    dropped: list[str] = []
+    if profile.fast4k and long_side >= profile.fast4k_side_threshold:
+        dropped = [t.name for t in tools if t.spec.slow]
+        kept = [t for t in tools if not t.spec.slow]
+        tools = kept or tools[:1]
+    return tools, dropped
+
+
+def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
+    """Build the execute node bound to a tool registry."""
+
+    @timed("execute")
+    def execute(state: State) -> dict[str, Any]:
+        """Run all experts of ``agenda[0]`` on the cursor image; failures are recorded, not raised."""
+        step = state["agenda"][0]
+        profile = profile_of(state)
+        store = store_of(state)
+        node = state["tree"][state["cursor"]]
+        img = store.get(node["artifact"])
+        tools, dropped = select_tools(registry, step, profile, max(img.shape[:2]))
+        candidates: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for tool in tools:
+            emit({"event": "tool_start", "step": step, "tool": tool.name})
+            t0 = time.perf_counter()
+            record: dict[str, Any] = {"tool": tool.name, "artifact": None, "error": None}
+            try:
+                out = tool(img)
+                if step.startswith("super-resolution") and max(out.shape[:2]) >= COLOR_FIX_MIN_SIDE:
+                    out = adain_color_fix(out, img)
+                record["artifact"] = store.put(out)
+                record["size"] = [out.shape[1], out.shape[0]]
+            except FourKError as exc:
+                record["error"] = str(exc)
+            record["seconds"] = round(time.perf_counter() - t0, 4)
+            candidates.append(record)
+            events.append({"node": "execute", "tool": tool.name, "step": step, "seconds": record["seconds"]})
+            emit({"event": "tool_end", "step": step, **record})
+        if dropped:
+            events.append({"node": "execute", "step": step, "fast4k_dropped": dropped})
+        return {"candidates": candidates, "events": events}
+
+    return execute

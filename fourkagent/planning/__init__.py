@@ -1,0 +1,1 @@
+"""Planning: upscale factor, agenda, step ordering and the rollback search over orderings."""

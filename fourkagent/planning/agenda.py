@@ -1,0 +1,66 @@
+"""Upscale factor (the paper's rule) and the initial agenda of steps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fourkagent.profiles.model import Profile
+
+TARGET_LONG_SIDE = 4000
+"""The paper's 4K criterion: the output's long side reaches at least 4000 px."""
+
+SR4 = "super-resolution"
+SR2 = "super-resolution_2x"
+
+DEGRADATION_TO_STEP: dict[str, str] = {
+    "noise": "denoising",
+    "motion blur": "motion deblurring",
+    "defocus blur": "defocus deblurring",
+    "haze": "dehazing",
+    "rain": "deraining",
+    "dark": "brightening",
+    "jpeg compression artifact": "jpeg compression artifact removal",
+}
+"""The paper's degradation vocabulary mapped to restoration subtasks (low resolution → SR by factor)."""
+
+SR_STEPS: dict[int, list[str]] = {1: [], 2: [SR2], 4: [SR4], 8: [SR2, SR4], 16: [SR4, SR4]}
+"""How a factor decomposes into SR steps (8 = ×2 then ×4, 16 = ×4 then ×4)."""
+
+
+def upscale_factor(width: int, height: int, profile: Profile) -> int:
+    """The total SR factor for an input size under a profile.
+
+    With 4K on: the smallest of 2/4/8/16 bringing the long side to ≥ 4000 (1 if already there).
+    Otherwise the explicit scale; without one, ×4 only when the long side is below ``require_sr_size``.
+    """
+    long_side = max(width, height)
+    if profile.upscale_to_4k:
+        if long_side >= TARGET_LONG_SIDE:
+            return 1
+        return next((f for f in (2, 4, 8, 16) if long_side * f >= TARGET_LONG_SIDE), 16)
+    if profile.scale_factor is not None:
+        return profile.scale_factor
+    has_sr = any(t.startswith(SR4) for t in (profile.restore_option or []))
+    return 4 if has_sr or long_side < profile.require_sr_size else 1
+
+
+def step_scale(step: str) -> int:
+    """Scale of one agenda step (1 for restoration)."""
+    return {SR4: 4, SR2: 2}.get(step, 1)
+
+
+def build_steps(degradations: Iterable[str], factor: int, profile: Profile) -> list[str]:
+    """The multiset of steps for a run: restoration steps (profile list or detected) then SR steps."""
+    if profile.user_plan is not None:
+        return list(profile.user_plan)
+    if profile.restore_option is not None:
+        restore = [t for t in profile.restore_option if not t.startswith(SR4)]
+    else:
+        restore = [DEGRADATION_TO_STEP[d] for d in degradations if d in DEGRADATION_TO_STEP]
+    if not profile.brightening:
+        restore = [t for t in restore if t != "brightening"]
+    seen: list[str] = []
+    for t in restore:
+        if t not in seen:
+            seen.append(t)
+    return seen + SR_STEPS[factor]

@@ -1,0 +1,105 @@
+"""Run and resume the agent with a SQLite checkpointer (crash-safe: every node's checkpoint is synced)."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from fourkagent.context import Context
+from fourkagent.errors import RunError
+from fourkagent.graph.builder import build_graph
+from fourkagent.tools.base import ToolRegistry
+
+EventHandler = Callable[[str, dict[str, Any]], None]
+"""Receives ("node", {node: update}) after each node and ("custom", event) for tool progress."""
+
+
+def new_run_id() -> str:
+    """A fresh, sortable run id."""
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+@contextmanager
+def open_checkpointer(home: str | Path) -> Iterator[SqliteSaver]:
+    """The SQLite checkpointer at ``<home>/checkpoints.sqlite`` (WAL mode, safe for concurrent runs)."""
+    Path(home).mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(Path(home) / "checkpoints.sqlite"), check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+def _stream(graph: Any, payload: Any, config: dict[str, Any], ctx: Context, on_event: EventHandler | None) -> None:
+    for mode, chunk in graph.stream(payload, config, context=ctx, stream_mode=["updates", "custom"], durability="sync"):
+        if on_event is not None:
+            on_event("node" if mode == "updates" else "custom", chunk)
+
+
+def _result(graph: Any, config: dict[str, Any]) -> dict[str, Any]:
+    values = graph.get_state(config).values
+    return {k: values.get(k) for k in ("output_path", "report_path", "summary", "run_dir")}
+
+
+def run(
+    input_path: str,
+    output_path: str | None = None,
+    profile: str | dict[str, Any] | None = None,
+    *,
+    run_id: str | None = None,
+    options: dict[str, Any] | None = None,
+    context: Context | None = None,
+    registry: ToolRegistry | None = None,
+    on_event: EventHandler | None = None,
+) -> dict[str, Any]:
+    """Restore one image; returns output path, report path, summary and the run id.
+
+    Raises:
+        FourKError: bad input, bad profile, existing output without ``overwrite``, or an existing run id.
+    """
+    ctx = context or Context()
+    run_id = run_id or new_run_id()
+    payload: dict[str, Any] = {"input_path": str(input_path), "options": options or {}}
+    if output_path is not None:
+        payload["output_path"] = str(output_path)
+    if profile is not None:
+        payload["profile"] = profile
+    config = {"configurable": {"thread_id": run_id}}
+    with open_checkpointer(ctx.home) as saver:
+        graph = build_graph(saver, registry=registry)
+        if graph.get_state(config).values:
+            raise RunError(f"run id {run_id!r} already exists; use --resume {run_id} or another id")
+        _stream(graph, payload, config, ctx, on_event)
+        return _result(graph, config) | {"run_id": run_id}
+
+
+def resume(
+    run_id: str,
+    *,
+    context: Context | None = None,
+    registry: ToolRegistry | None = None,
+    on_event: EventHandler | None = None,
+) -> dict[str, Any]:
+    """Continue a killed run from its last checkpoint (input, output and profile come from the saved state).
+
+    Raises:
+        RunError: no run with that id.
+    """
+    ctx = context or Context()
+    config = {"configurable": {"thread_id": run_id}}
+    with open_checkpointer(ctx.home) as saver:
+        graph = build_graph(saver, registry=registry)
+        snap = graph.get_state(config)
+        if not snap.values and not snap.next:
+            raise RunError(f"no run with id {run_id!r} in {ctx.home}")
+        if snap.next:
+            _stream(graph, None, config, ctx, on_event)
+        return _result(graph, config) | {"run_id": run_id}

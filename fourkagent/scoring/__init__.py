@@ -1,0 +1,1 @@
+"""Quality scoring: NR-IQA measures and the Q-MoE candidate scorer."""

@@ -1,0 +1,62 @@
+"""The graph's state: small, JSON-like, checkpointable. Pixels live in the artifact store."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Required, TypedDict
+
+
+class InputState(TypedDict, total=False):
+    """What a caller provides (the Studio form and the subgraph contract)."""
+
+    input_path: Required[str]
+    """The image to restore; opened read-only."""
+    output_path: str
+    """Where to write the result; defaults to ``<run dir>/output.png``."""
+    profile: str | dict[str, Any]
+    """A predefined profile name, a YAML path, or an inline mapping (``base`` + overrides)."""
+    options: dict[str, Any]
+    """Per-run overrides: ``overwrite`` (bool), ``threshold`` (float), ``keep_candidates`` (bool)."""
+
+
+class OutputState(TypedDict, total=False):
+    """What a run returns."""
+
+    output_path: str
+    report_path: str
+    summary: str
+
+
+class State(InputState, OutputState, total=False):
+    """Full state. No reducers except ``events`` (append-only log); nodes return partial updates."""
+
+    run_dir: str
+    """Directory holding this run's artifacts (``<home>/runs/<run key>``)."""
+    profile_data: dict[str, Any]
+    """The resolved profile (all fields), fixed at the start of the run."""
+    input_info: dict[str, Any]
+    """Input file facts: path, width, height, mode, bits, format, artifact id."""
+    perception: dict[str, Any]
+    """Degradations (kind, severity, confidence, evidence), IQA, description, factor, perceiver used."""
+    all_steps: list[str]
+    """The multiset of steps this run must apply (restoration + SR), fixed after the first plan."""
+    agenda: list[str]
+    """Remaining steps from the cursor, in planned order (first = next to execute)."""
+    tree: dict[str, dict[str, Any]]
+    """The image tree: node id → {parent, step, tool, artifact, score, children, failed, best}."""
+    cursor: str
+    """Node id of the image currently being worked on."""
+    candidates: list[dict[str, Any]]
+    """Last execute's outputs: {tool, artifact | None, error, seconds}."""
+    scores: list[dict[str, Any]]
+    """Last reflect's scores per candidate: {tool, artifact, score, components}."""
+    verdict: dict[str, Any]
+    """Last reflect's decision: {step, node, best_tool, best_score, threshold, passed}."""
+    rollbacks: list[dict[str, Any]]
+    """Every rollback: {step, from_node, best_score, threshold, reason, action}."""
+    compromise: bool
+    """True once every ordering failed and the run continued from the best image seen."""
+    faces: dict[str, Any]
+    """Face stage record: detections, per-face results, or the skip reason."""
+    events: Annotated[list[dict[str, Any]], operator.add]
+    """Append-only log of node and tool timings: {node, seconds, ...}."""
