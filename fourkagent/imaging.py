@@ -33,12 +33,16 @@ def as_image(array: np.ndarray) -> Image:
 
 def to_uint8(img: Image) -> np.ndarray:
     """Round a float image to uint8."""
-    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    scaled = np.clip(img, 0.0, 1.0) * np.float32(255.0)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8)
 
 
 def to_uint16(img: Image) -> np.ndarray:
     """Round a float image to uint16 (the lossless artifact format)."""
-    return np.clip(np.rint(img * 65535.0), 0, 65535).astype(np.uint16)
+    scaled = np.clip(img, 0.0, 1.0) * np.float32(65535.0)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint16)
 
 
 def luma(img: Image) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fourkagent.profiles import Profile
-from fourkagent.state.artifacts import ArtifactStore
+from fourkagent.state.artifacts import ArtifactStore, flush_writes
 from fourkagent.state.schema import State
 
 
@@ -40,6 +40,7 @@ def timed(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., 
         def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             update = fn(*args, **kwargs)
+            flush_writes()  # a checkpoint must never reference an artifact not yet on disk
             event = {"node": name, "seconds": round(time.perf_counter() - t0, 4)}
             update["events"] = [*update.get("events", []), event]
             return update

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.search import new_node
-from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, score_candidate
+from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, baseline_niqe, score_candidate
 from fourkagent.state.schema import State
 
 
@@ -28,13 +28,14 @@ def reflect(state: State) -> dict[str, Any]:
     parent = state["tree"][state["cursor"]]
     inp = store.get(parent["artifact"])
     scored: list[dict[str, Any]] = []
+    baseline = baseline_niqe(inp, step)
     for cand in state.get("candidates", []):
         entry = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds")}
         if cand["artifact"] is None:
             scored.append(entry | {"score": None, "components": {}, "error": cand["error"]})
             continue
         out = store.get(cand["artifact"])
-        s = score_candidate(out, inp, step, profile.priority)
+        s = score_candidate(out, inp, step, profile.priority, baseline)
         scored.append(entry | {"score": s.score, "components": s.components, "error": None})
         emit({"event": "candidate_scored", "step": step, "tool": cand["tool"], "score": s.score})
     valid = [c for c in scored if c["score"] is not None]

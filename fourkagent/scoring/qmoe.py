@@ -1,8 +1,11 @@
 """Q-MoE: score every expert's candidate for a step and decide whether the best one passes.
 
-The offline scorer mixes three components in [0, 1]:
-- ``naturalness``: 1 − NIQE/10 (the paper's NIQE term), with this project's fitted pristine model;
-- ``residual``: 1 − severity/4 of the step's target degradation, re-measured on the candidate;
+The offline scorer mixes three components in [0, 1], each centred so that 0.5 means "no better and no
+worse than doing nothing", which lets one threshold mean the same at every step and every size:
+- ``naturalness``: 0.5 + (NIQE of the baseline − NIQE of the candidate)/10, where the baseline is the
+  step input (restoration) or its bicubic upscale (SR); NIQE uses this project's fitted pristine model;
+- ``residual``: 1 − severity/4 of the step's target degradation, re-measured on the candidate
+  (restoration steps only: an SR output's softness is judged by naturalness);
 - ``fidelity``: consistency with the step input (SR: re-downscaled output vs input; restoration:
   low-pass agreement; brightening: agreement of edge structure).
 Weights depend on the profile's priority; components that do not apply are dropped and the rest renormalised.
@@ -30,8 +33,6 @@ STEP_TARGET: dict[str, str] = {
     "deraining": "rain",
     "brightening": "dark",
     "jpeg compression artifact removal": "jpeg compression artifact",
-    "super-resolution": "low resolution",
-    "super-resolution_2x": "low resolution",
 }
 """The degradation each step is meant to remove."""
 
@@ -59,9 +60,18 @@ def _center(img: Image, side: int = _ANALYSIS_SIDE) -> Image:
     return img[y : y + side, x : x + side]
 
 
-def naturalness(img: Image) -> float:
-    """1 − NIQE/10, clipped to [0, 1]."""
-    return float(np.clip(1.0 - niqe(img) / 10.0, 0.0, 1.0))
+def baseline_niqe(inp: Image, step: str) -> float:
+    """NIQE of doing nothing: the step input, or its bicubic upscale for SR steps."""
+    scale = step_scale(step)
+    if scale == 1:
+        return niqe(inp)
+    h, w = inp.shape[:2]
+    return niqe(np.clip(cv2.resize(inp, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), 0.0, 1.0))
+
+
+def naturalness(img: Image, baseline: float) -> float:
+    """0.5 + (baseline NIQE − NIQE)/10, clipped to [0, 1]."""
+    return float(np.clip(0.5 + (baseline - niqe(img)) / 10.0, 0.0, 1.0))
 
 
 def residual(img: Image, kind: str) -> float:
@@ -88,9 +98,12 @@ def fidelity(out: Image, inp: Image, step: str) -> float:
     return float(np.clip((psnr(low_out, low_in) - 15.0) / 25.0, 0.0, 1.0))
 
 
-def score_candidate(out: Image, inp: Image, step: str, priority: str = "perception") -> Score:
-    """The offline Q of one candidate for ``step``, with its components."""
-    comps = {"naturalness": naturalness(out), "fidelity": fidelity(out, inp, step)}
+def score_candidate(
+    out: Image, inp: Image, step: str, priority: str = "perception", baseline: float | None = None
+) -> Score:
+    """The offline Q of one candidate for ``step``, with its components (pass ``baseline`` to reuse it)."""
+    base = baseline_niqe(inp, step) if baseline is None else baseline
+    comps = {"naturalness": naturalness(out, base), "fidelity": fidelity(out, inp, step)}
     if step in STEP_TARGET:
         comps["residual"] = residual(out, STEP_TARGET[step])
     w = WEIGHTS[priority]

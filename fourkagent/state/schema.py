@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Required, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import Required, TypedDict
 
 
 class InputState(TypedDict, total=False):

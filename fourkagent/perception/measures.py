@@ -1,0 +1,380 @@
+"""Low-level, weight-free image measurements used by the degradation detectors.
+
+All functions take the internal image type (float32 HxWx3 RGB in [0, 1]) or a float32 gray plane.
+Pixel-level measures (noise, JPEG) sample native-resolution crops; the others work on a bounded view.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fourkagent.imaging import luma
+
+
+def crops(plane: np.ndarray, size: int, count: int, align: int = 1) -> list[np.ndarray]:
+    """Up to ``count`` deterministic, evenly spread ``size``x``size`` crops (whole plane if small)."""
+    h, w = plane.shape[:2]
+    if h * w <= size * size * count:
+        return [plane]
+    n = int(np.ceil(np.sqrt(count)))
+    ys = np.linspace(0, h - size, n).astype(int) // align * align
+    xs = np.linspace(0, w - size, n).astype(int) // align * align
+    out = [plane[y : y + size, x : x + size] for y in ys for x in xs]
+    return out[:count] if len(out) > count else out
+
+
+def bounded(img: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """Central crop of at most ``max_side`` per side (keeps pixel scale)."""
+    h, w = img.shape[:2]
+    y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+    return img[y0 : y0 + max_side, x0 : x0 + max_side]
+
+
+# ----------------------------------------------------------------------------------------- noise
+
+
+def _pca_sigma(patches: np.ndarray) -> float:
+    """Noise std from patch-covariance eigenvalues (Chen, Zhu & Heng, ICCV 2015)."""
+    x = patches - patches.mean(axis=0, keepdims=True)
+    cov = (x.T @ x) / max(1, x.shape[0] - 1)
+    eig = np.sort(np.linalg.eigvalsh(cov.astype(np.float64)))[::-1]
+    eig = np.maximum(eig, 0.0)
+    for i in range(eig.size):
+        tail = eig[i:]
+        tau = tail.mean()
+        if np.sum(tail > tau) >= np.sum(tail < tau):
+            return float(np.sqrt(tau))
+    return float(np.sqrt(eig[-1]))
+
+
+def noise_sigma(img: np.ndarray, patch: int = 7, max_patches: int = 30000, seed: int = 0) -> float:
+    """Additive white noise std in 0-255 units, from unclipped patches of native-resolution crops."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for c in crops(img, 256, 9):
+        for ch in range(3):
+            plane = np.ascontiguousarray(c[..., ch])
+            win = np.lib.stride_tricks.sliding_window_view(plane, (patch, patch))
+            wy, wx = win.shape[:2]
+            k = min(wy * wx, max_patches // 27 + 1)
+            idx = rng.choice(wy * wx, size=k, replace=False)
+            samples.append(win.reshape(wy * wx, patch * patch)[idx])
+    x = np.concatenate(samples).astype(np.float64)
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    ok = (lo > 0.5 / 255.0) & (hi < 254.5 / 255.0)
+    sigma = _pca_sigma(x[ok] if ok.sum() >= 2000 else x)
+    mean = x.mean(axis=1)
+    for _ in range(2):  # drop patches whose noise is likely clipped at 0 or 1, then re-estimate
+        ok = (mean > 2.5 * sigma) & (mean < 1.0 - 2.5 * sigma)
+        if ok.sum() < 400:
+            break
+        sigma = _pca_sigma(x[ok])
+    return 255.0 * sigma
+
+
+# ------------------------------------------------------------------------------------ brightness
+
+
+def brightness(img: np.ndarray) -> dict[str, float]:
+    """Luminance statistics of a (subsampled) image."""
+    y = luma(img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)])
+    p50, p90, p99 = np.percentile(y, [50, 90, 99])
+    return {"mean_luminance": float(y.mean()), "median_luminance": float(p50), "p90_luminance": float(p90),
+            "p99_luminance": float(p99)}
+
+
+# ------------------------------------------------------------------------------------------ blur
+
+
+def _grad(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT) / 8.0
+    gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT) / 8.0
+    return gx, gy
+
+
+def edge_blur(gray: np.ndarray, noise: float, sigma0: float = 2.0, top: float = 0.1) -> dict[str, float]:
+    """Gaussian-equivalent edge blur (px) by re-blur gradient ratio at strong edges (Zhuo & Sim 2011).
+
+    Also fits sigma^2 as a function of edge orientation to expose directional (motion) blur.
+    """
+    gx, gy = _grad(gray)
+    g0 = np.hypot(gx, gy)
+    rb = cv2.GaussianBlur(gray, (0, 0), sigma0, borderType=cv2.BORDER_REFLECT)
+    bx, by = _grad(rb)
+    g1 = np.hypot(bx, by)
+    # non-maximum suppression along the quantised gradient direction
+    ang = np.arctan2(gy, gx)
+    q = (np.round(ang / (np.pi / 4)) % 4).astype(np.int8)
+    pad = np.pad(g0, 1, mode="edge")
+    h, w = g0.shape
+    nb = {0: ((0, 1), (0, -1)), 1: ((1, 1), (-1, -1)), 2: ((1, 0), (-1, 0)), 3: ((1, -1), (-1, 1))}
+    keep = np.zeros_like(g0, dtype=bool)
+    for d, ((ay, ax), (by_, bx_)) in nb.items():
+        n1 = pad[1 + ay : 1 + ay + h, 1 + ax : 1 + ax + w]
+        n2 = pad[1 + by_ : 1 + by_ + h, 1 + bx_ : 1 + bx_ + w]
+        keep |= (q == d) & (g0 >= n1) & (g0 >= n2)
+    keep[:4, :] = keep[-4:, :] = False
+    keep[:, :4] = keep[:, -4:] = False
+    floor = 3.0 * (noise / 255.0) * 0.35 + 1e-3
+    cand = keep & (g0 > floor)
+    if cand.sum() < 50:
+        return {"edge_sigma": 0.0, "edge_count": float(cand.sum()), "blur_anisotropy": 0.0, "blur_angle": 0.0,
+                "sigma_min": 0.0, "sigma_max": 0.0}
+    thr = np.quantile(g0[cand], 1.0 - top)
+    sel = cand & (g0 >= thr)
+    r = g0[sel] / np.maximum(g1[sel], 1e-6)
+    sig = sigma0 / np.sqrt(np.maximum(r * r - 1.0, 1e-3))
+    sig = np.minimum(sig, 20.0)
+    phi = ang[sel]
+    # sigma^2(phi) ~ a + b cos 2phi + c sin 2phi  (robust-ish: per-orientation-bin medians)
+    bins = ((phi % np.pi) / (np.pi / 8)).astype(int) % 8
+    centers = (np.arange(8) + 0.5) * np.pi / 8
+    med = np.array([np.median(sig[bins == b] ** 2) if np.sum(bins == b) >= 5 else np.nan for b in range(8)])
+    okb = ~np.isnan(med)
+    a = b = c = 0.0
+    if okb.sum() >= 4:
+        m = np.stack([np.ones(okb.sum()), np.cos(2 * centers[okb]), np.sin(2 * centers[okb])], axis=1)
+        a, b, c = np.linalg.lstsq(m, med[okb], rcond=None)[0]
+    amp = float(np.hypot(b, c))
+    smax2, smin2 = max(a + amp, 0.0), max(a - amp, 0.0)
+    return {
+        "edge_sigma": float(np.median(sig)),
+        "edge_count": float(sel.sum()),
+        "blur_anisotropy": float((smax2 - smin2) / max(smax2 + smin2, 1e-6)),
+        "blur_angle": float(np.degrees(0.5 * np.arctan2(c, b)) % 180.0),
+        "sigma_min": float(np.sqrt(smin2)),
+        "sigma_max": float(np.sqrt(smax2)),
+    }
+
+
+# ------------------------------------------------------------------------------------------ JPEG
+
+_DCT8 = np.array(
+    [[(np.sqrt(0.125) if k == 0 else 0.5) * np.cos(np.pi * (2 * n + 1) * k / 16) for n in range(8)] for k in range(8)]
+)
+# libjpeg's standard luminance table entries for DC, AC(0,1) and AC(1,0)
+_STD_Q = {(0, 0): 16.0, (0, 1): 11.0, (1, 0): 12.0}
+
+
+def _quality_from_step(step: float, base: float) -> float:
+    """Invert libjpeg's quality scaling for a table entry ``base`` quantised to ``step``."""
+    scale = (100.0 * step - 50.0) / base  # percent
+    scale = max(scale, 1.0)
+    return float(np.clip(100.0 - scale / 2.0 if scale <= 100.0 else 5000.0 / scale, 1.0, 100.0))
+
+
+def _step(c: np.ndarray, qmax: int = 160) -> tuple[float, float]:
+    """Largest quantisation step q in 2..qmax whose lattice fits the coefficients ``c``; (q, fit)."""
+    best, fit = 0.0, 0.0
+    for q in range(2, qmax + 1):
+        sel = c[np.abs(c) >= 0.6 * q]
+        if sel.size < 40:
+            break
+        s = float(np.mean(np.cos(2 * np.pi * sel / q)))
+        if s > 0.6:
+            best, fit = float(q), s
+    return best, fit
+
+
+def jpeg_measures(img: np.ndarray) -> dict[str, float]:
+    """8x8 blockiness and the JPEG quality implied by the luminance quantisation steps (0 = none found)."""
+    y255 = luma(img).astype(np.float64) * 255.0
+    blocks = []
+    block_ratio = []
+    for c in crops(y255, 256, 9, align=8):
+        h, w = (c.shape[0] // 8) * 8, (c.shape[1] // 8) * 8
+        c = c[:h, :w]
+        # blockiness: mean |step| across the 8-px grid vs inside blocks, both directions
+        for d in (np.abs(np.diff(c, axis=1)), np.abs(np.diff(c, axis=0)).T):
+            phase = np.array([d[:, p::8].mean() for p in range(8)])
+            block_ratio.append((phase[7] + 0.5) / (np.median(phase[:7]) + 0.5))
+        b = c.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+        keep = (b.min(axis=(1, 2)) > 0.5) & (b.max(axis=(1, 2)) < 254.5)
+        blocks.append(b[keep])
+    b = np.concatenate(blocks) if blocks else np.zeros((0, 8, 8))
+    out = {"blockiness": float(np.median(block_ratio)) if block_ratio else 1.0}
+    qualities, fits = [], []
+    if len(b) > 3000:
+        b = b[np.random.default_rng(0).choice(len(b), 3000, replace=False)]
+    if len(b) >= 64:
+        coef = np.einsum("ij,njk,lk->nil", _DCT8, b - 128.0, _DCT8, optimize=True)
+        for (u, v), base in _STD_Q.items():
+            q, fit = _step(coef[:, u, v])
+            if q > 0:
+                qualities.append(_quality_from_step(q, base))
+                fits.append(fit)
+    found = len(qualities) >= 2
+    out["jpeg_quality_est"] = float(np.median(qualities)) if found else 0.0
+    out["quant_fit"] = float(np.mean(fits)) if found else 0.0
+    return out
+
+
+# ------------------------------------------------------------------------------ spectrum/cepstrum
+
+_HANN: dict[int, np.ndarray] = {}
+
+
+def power_spectrum(gray: np.ndarray, noise: float, size: int = 256, count: int = 6) -> tuple[np.ndarray, float, int]:
+    """Welch power spectrum (Hann window) of native-resolution crops; also the white-noise power per bin."""
+    n = min(size, gray.shape[0], gray.shape[1])
+    n -= n % 2
+    if n not in _HANN:
+        _HANN[n] = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+    win = _HANN[n]
+    p = np.zeros((n, n), np.float64)
+    cs = crops(gray, n, count)
+    if len(cs) == 1:  # small image: overlapping corner + centre crops
+        h, w = gray.shape
+        pos = {(0, 0), (h - n, 0), (0, w - n), (h - n, w - n), ((h - n) // 2, (w - n) // 2)}
+        cs = [gray[y : y + n, x : x + n] for y, x in pos]
+    for c in cs:
+        c = c[:n, :n]
+        p += np.abs(np.fft.fft2((c - c.mean()) * win)) ** 2
+    p /= len(cs)
+    pn = (noise / 255.0) ** 2 * float((win**2).sum())
+    return p, pn, n
+
+
+def cepstrum(p: np.ndarray, pn: float) -> np.ndarray:
+    """Real cepstrum of the noise-compensated power spectrum, centred (fftshift)."""
+    ps = np.maximum(p - pn, 0.0) + 0.25 * pn + 1e-12 * p.max()
+    return np.fft.fftshift(np.real(np.fft.ifft2(np.log(ps))))
+
+
+def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
+    """Sample a centred map on a (angle, radius) grid: angles over [0, 180) degrees, radii 0..rmax-1."""
+    n = c.shape[0]
+    th = np.arange(n_ang) * np.pi / n_ang
+    r = np.arange(rmax, dtype=np.float64)
+    mx = (n // 2 + np.cos(th)[:, None] * r[None, :]).astype(np.float32)
+    my = (n // 2 - np.sin(th)[:, None] * r[None, :]).astype(np.float32)
+    return cv2.remap(c.astype(np.float32), mx, my, cv2.INTER_LINEAR)
+
+
+def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False) -> dict[str, float]:
+    """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector."""
+    f = np.fft.fftfreq(n)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    rad = np.hypot(fx, fy)
+    ps = np.maximum(p - pn, 0.0) * rad**2
+    valid = rad > 0
+    if jpeg_grid:  # block-grid harmonics at k/8 cycles/px are not content
+        for k in range(1, 5):
+            valid &= (np.abs(np.abs(fx) - k / 8) > 1.5 / n) & (np.abs(np.abs(fy) - k / 8) > 1.5 / n)
+    edges = np.linspace(0.0, 0.5, 41)
+    ang = np.degrees(np.arctan2(-fy, fx)) % 180.0  # y up, like the cepstral ray angle
+    rb = np.clip(np.digitize(rad, edges) - 1, 0, 39)
+    sb = (ang // 15).astype(int) % 12
+
+    def profile(mask: np.ndarray) -> np.ndarray:
+        num = np.bincount(rb[mask], ps[mask], minlength=40)
+        den = np.bincount(rb[mask], minlength=40)
+        return num / np.maximum(den, 1)
+
+    praw = np.bincount(rb[valid], p[valid], minlength=40) / np.maximum(np.bincount(rb[valid], minlength=40), 1)
+    reliable = praw > 3.0 * pn  # signal clearly above the white-noise floor
+    last = 40 if reliable.all() else max(int(np.argmin(reliable)), 4)
+
+    def cutoff(prof: np.ndarray) -> float:
+        rel = prof / (prof[1:5].mean() + 1e-20)  # reference band 0.0125 - 0.0625 cycles/px
+        for i in range(4, last):
+            if rel[i] < 0.1:
+                lo = max(rel[i - 1], 0.1)
+                t = float(np.clip((lo - 0.1) / max(lo - rel[i], 1e-12), 0.0, 1.0))
+                return float(edges[i - 1] + 0.0125 * (0.5 + t))
+        return 0.5  # no cut-off before the noise floor: treat as sharp
+
+    prof = profile(valid)
+    fc = cutoff(prof)
+    sec = np.array([cutoff(profile(valid & (sb == s))) for s in range(12)])
+    return {
+        "cutoff": fc,
+        "noise_limit": float(edges[last]) if last < 40 else 0.5,
+        "sector_cutoff": sec,
+    }
+
+
+def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
+    """Ray (motion), ring (defocus) and axis-cross (separable resampling) strengths of cepstral dips."""
+    q = -_polar(cep, rmax)[:, 3:]  # dips of the cepstrum are positive here; skip the centre
+    scale = 1.4826 * np.median(np.abs(q - np.median(q))) + 1e-9
+    ray = q.max(axis=1) / scale
+    best = int(np.argmax(ray))
+    dist = np.minimum(np.abs(np.arange(90) - best), 90 - np.abs(np.arange(90) - best))
+    other = ray[dist >= 10].max()
+    ring = np.median(q, axis=0) / scale
+    axis = 0.5 * (ray[0] + ray[45])
+    return {
+        "ray_z": float(ray[best]),
+        "ray_excess": float(ray[best] - other),
+        "ray_angle": float(best * 2.0),
+        "ray_radius": float(3 + int(np.argmax(q[best]))),
+        "ring_z": float(ring.max()),
+        "ring_radius": float(3 + int(np.argmax(ring))),
+        "axis_z": float(axis),
+        "offaxis_z": float(np.median(ray)),
+    }
+
+
+# ------------------------------------------------------------------------------------- haze/rain
+
+
+def small(img: np.ndarray, side: int = 256) -> np.ndarray:
+    """Area-downscaled copy whose longer side is at most ``side``."""
+    h, w = img.shape[:2]
+    f = side / max(h, w)
+    if f >= 1.0:
+        return img
+    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def haze_measures(img: np.ndarray) -> dict[str, float]:
+    """Dark-channel statistics (He et al.) relative to the estimated airlight, and global contrast."""
+    s = small(img, 256)
+    k = max(3, (min(s.shape[:2]) // 32) | 1)
+    dc = cv2.erode(s.min(axis=2), cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    flat = dc.ravel()
+    top = np.argsort(flat)[-max(1, flat.size // 1000) :]
+    airlight = float(s.reshape(-1, 3)[top].mean())
+    y = luma(s)
+    return {
+        "dark_channel": float(np.median(dc) / max(airlight, 1e-3)),
+        "dark_channel_p10": float(np.percentile(dc, 10) / max(airlight, 1e-3)),
+        "airlight": airlight,
+        "contrast": float(y.std() / max(y.mean(), 1e-3)),
+        "saturation": float(np.mean(s.max(axis=2) - s.min(axis=2)) / max(float(s.max(axis=2).mean()), 1e-3)),
+    }
+
+
+_LINES: dict[int, list[np.ndarray]] = {}
+
+
+def _line_kernels(length: int = 15, n_ang: int = 12) -> list[np.ndarray]:
+    if length not in _LINES:
+        ks = []
+        for i in range(n_ang):
+            k = np.zeros((length, length), np.float32)
+            k[length // 2, :] = 1.0
+            rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), i * 180.0 / n_ang, 1.0)
+            k = cv2.warpAffine(k, rot, (length, length), flags=cv2.INTER_LINEAR)
+            ks.append(k / k.sum())
+        _LINES[length] = ks
+    return _LINES[length]
+
+
+def streak_measures(img: np.ndarray, noise: float) -> dict[str, float]:
+    """Thin bright streaks with one common orientation (rain): oriented line-filter energy of the top-hat."""
+    y = luma(bounded(img, 384))
+    th = y - cv2.morphologyEx(y, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    resp = np.stack([cv2.filter2D(th, -1, k, borderType=cv2.BORDER_REFLECT) for k in _line_kernels()])
+    e = (resp**2).mean(axis=(1, 2))
+    best = int(np.argmax(e))
+    perp = (best + 6) % 12
+    excess = resp[best] - np.maximum(resp[perp], np.maximum(resp[(best + 3) % 12], resp[(best + 9) % 12]))
+    return {
+        "streak_energy": float(np.sqrt(max(e[best] - np.median(e), 0.0))),
+        "streak_coverage": float(np.mean(excess > 0.15)),
+        "streak_coverage2": float(np.mean(excess > 0.25)),
+        "streak_angle": float(best * 15.0),
+    }

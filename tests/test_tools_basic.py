@@ -1,0 +1,67 @@
+"""Every registered tool runs on a real image with the right size; wrappers work for LangChain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import photo
+
+from fourkagent import degrade
+from fourkagent.errors import ToolError
+from fourkagent.imaging import psnr
+from fourkagent.state.artifacts import ArtifactStore
+from fourkagent.tools.base import DuplicateToolError, Tool, ToolRegistry, ToolSpec
+from fourkagent.tools.classical import brighten, denoise
+from fourkagent.tools.langchain import structured_tools
+from fourkagent.tools.registry import MAIN_REGISTRY
+
+SMALL = photo("coffee")[100:164, 200:280]
+
+
+@pytest.mark.parametrize("tool", [t for t in MAIN_REGISTRY if t.unavailable_reason() is None], ids=lambda t: t.name)
+def test_tool_output_shape(tool: Tool) -> None:
+    out = tool(SMALL)
+    s = tool.spec.scale
+    assert out.shape == (SMALL.shape[0] * s, SMALL.shape[1] * s, 3) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("fn", [denoise.nlm, denoise.wavelet])
+def test_denoisers_improve_psnr(fn) -> None:
+    clean = photo("astronaut")[:256, :256]
+    noisy = degrade.add_noise(clean, 20, seed=1)
+    assert psnr(fn(noisy), clean) > psnr(noisy, clean) + 3
+
+
+@pytest.mark.parametrize("fn", [brighten.clahe, brighten.adaptive_gamma, brighten.constant_shift])
+def test_brighteners_improve_dark_photo(fn) -> None:
+    clean = photo("chelsea")
+    dark = degrade.darken(clean, 0.35)
+    assert psnr(fn(dark), clean) > psnr(dark, clean) + 1
+
+
+def test_broken_tools_raise_tool_error() -> None:
+    nan = Tool(ToolSpec("nan", "denoising", "returns NaN"), lambda im: im * np.nan)
+    boom = Tool(ToolSpec("boom", "denoising", "raises"), lambda im: 1 / 0)
+    shape = Tool(ToolSpec("shape", "denoising", "wrong shape"), lambda im: im[1:])
+    for t in (nan, boom, shape):
+        with pytest.raises(ToolError):
+            t(SMALL)
+
+
+def test_registry_rejects_duplicates_atomically() -> None:
+    reg = ToolRegistry()
+    a = Tool(ToolSpec("a", "denoising", "a"), lambda im: im)
+    with pytest.raises(DuplicateToolError):
+        reg.add(a, a)
+    assert len(reg) == 0
+
+
+def test_structured_tool_creates_artifact(tmp_path) -> None:
+    store = ArtifactStore(tmp_path)
+    aid = store.put(SMALL)
+    tools = {t.name: t for t in structured_tools(MAIN_REGISTRY, store)}
+    res = tools["sr_lanczos_x2"].invoke({"artifact_id": aid})
+    assert (res["width"], res["height"]) == (SMALL.shape[1] * 2, SMALL.shape[0] * 2)
+    assert store.path(res["artifact_id"]).exists()
+    assert "error" in tools["denoise_nlm"].invoke({"artifact_id": "0" * 64})
