@@ -134,6 +134,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -143,6 +144,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_image(img: Image, path: str | os.PathLike[str], bits: int = 8, quality: int = 95) -> Path:

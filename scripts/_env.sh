@@ -1,0 +1,18 @@
+# Shared by demo.sh and test.sh: make sure a virtual environment with fourkagent exists.
+# FOURKAGENT_VENV picks its location (default .venv); it is (re)installed when pyproject.toml changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FOURKAGENT_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.fourkagent-installed"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$1"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "installing fourkagent into $VENV ..." >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$1]" >&2
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
