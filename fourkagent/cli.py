@@ -137,6 +137,22 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experience(args: argparse.Namespace) -> int:
+    from fourkagent.context import Context
+    from fourkagent.store.experience import ExperienceStore
+
+    ctx = Context(home=args.home or "", experience_url=args.url or "")
+    summ = ExperienceStore(ctx.experience_url).summary()
+    if args.json:
+        print(json.dumps(summ, indent=2))
+        return 0
+    print(f"{summ['runs']} runs, {summ['rollbacks']} rollbacks, {summ['compromises']} compromises ({summ['url']})")
+    for step, v in summ["steps"].items():
+        tools = ", ".join(f"{t} {n}" for t, n in sorted(summ["winning_tools"].get(step, {}).items(), key=lambda x: -x[1]))
+        print(f"  {step:<34} passed {v['passed']}/{v['tried']}  winners: {tools}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog=PROG, description="Agentic any-image-to-4K restoration and super-resolution.")
@@ -164,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("-p", "--profile", help="profile (for the factor and agenda)")
     pe.add_argument("--json", action="store_true")
     pe.set_defaults(fn=cmd_perceive)
+    ex = sub.add_parser("experience", help="summarise what past runs learned")
+    ex.add_argument("--url", help="SQLAlchemy URL of the store (default SQLite in the home directory)")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(fn=cmd_experience)
     return p
 
 

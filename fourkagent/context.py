@@ -22,6 +22,18 @@ class Context:
     vlm_model: str = field(default="", metadata={"description": "Model name at that endpoint."})
     vlm_api_key: str = field(default="", metadata={"description": "API key for the endpoint (any string for local servers)."})
     threads: int = field(default=0, metadata={"description": "CPU threads for tools (0 = all cores)."})
+    review_plan: bool = field(
+        default=False, metadata={"description": "Pause after the first plan so a person can approve or edit it."}
+    )
+    review_compromise: bool = field(
+        default=False, metadata={"description": "Pause when every ordering failed, to go on from the best image or stop."}
+    )
+    experience_url: str = field(
+        default="", metadata={"description": "SQLAlchemy URL of the experience store (default SQLite in home)."}
+    )
+    use_experience: bool = field(
+        default=True, metadata={"description": "Let past runs on similar images shape the plan."}
+    )
 
     def __post_init__(self) -> None:
         """Fill unset fields from FOURKAGENT_* environment variables."""
@@ -32,3 +44,8 @@ class Context:
         self.vlm_model = self.vlm_model or env("FOURKAGENT_VLM_MODEL", "")
         self.vlm_api_key = self.vlm_api_key or env("FOURKAGENT_VLM_API_KEY", "")
         self.threads = self.threads or int(env("FOURKAGENT_THREADS", "0") or 0)
+        self.experience_url = self.experience_url or env(
+            "FOURKAGENT_EXPERIENCE_URL", f"sqlite:///{Path(self.home) / 'experience.sqlite'}"
+        )
+        if env("FOURKAGENT_EXPERIENCE", "1").strip().lower() in ("0", "false", "no", "off"):
+            self.use_experience = False

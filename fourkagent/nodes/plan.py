@@ -4,27 +4,112 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fourkagent.nodes._common import profile_of, timed
-from fourkagent.planning.agenda import build_steps
-from fourkagent.planning.order import order_steps
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from fourkagent.context import Context
+from fourkagent.errors import RunError
+from fourkagent.nodes._common import emit, profile_of, timed
+from fourkagent.planning.agenda import SR4, build_steps
+from fourkagent.planning.order import PAIRWISE_EXPERIENCE, order_steps
+from fourkagent.profiles.model import RESTORE_TASKS
 from fourkagent.state.schema import State
+from fourkagent.store.experience import ExperienceStore, dumps_table, loads_table
+
+
+def experience_table(signature: list[str], ctx: Context) -> tuple[list[list[Any]], str]:
+    """Pairwise ordering experience for this signature: the store blended with the paper's, or the paper's alone."""
+    if ctx.use_experience:
+        try:
+            return dumps_table(ExperienceStore(ctx.experience_url).pairwise(signature)), "store"
+        except Exception as exc:  # an unreachable store must not stop a run
+            return dumps_table(PAIRWISE_EXPERIENCE), f"paper (experience store unavailable: {type(exc).__name__})"
+    return dumps_table(PAIRWISE_EXPERIENCE), "paper"
+
+
+def wants_review(state: State, runtime: Runtime[Context], key: str) -> bool:
+    """Whether the run asked for a human review point: ``options[key]`` or the context field ``key``."""
+    return bool((state.get("options") or {}).get(key) or getattr(runtime.context, key, False))
+
+
+def is_approval(answer: Any) -> bool:
+    """A resume value that keeps the proposal as it is: ``True`` or ``"approve"``."""
+    return answer is True or (isinstance(answer, str) and answer.strip().lower() == "approve")
+
+
+def check_plan(steps: Any, planned: list[str]) -> list[str]:
+    """Validate a person's plan against the planned one.
+
+    Any order and any subset of the restoration steps, plus other valid step names, each at most once;
+    the super-resolution steps must stay as planned (the profile fixes the factor).
+
+    Raises:
+        RunError: not a list of step names, an unknown or repeated step, or changed SR steps.
+    """
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise RunError(f"a plan must be a list of step names, got {repr(steps)[:80]}")
+    unknown = [s for s in steps if s not in RESTORE_TASKS]
+    if unknown:
+        raise RunError(f"unknown step(s) {unknown} in the plan; valid steps: {', '.join(RESTORE_TASKS)}")
+    restore = [s for s in steps if not s.startswith(SR4)]
+    repeated = sorted({s for s in restore if restore.count(s) > 1})
+    if repeated:
+        raise RunError(f"step(s) {repeated} appear more than once in the plan")
+    sr_planned = sorted(s for s in planned if s.startswith(SR4))
+    if sorted(s for s in steps if s.startswith(SR4)) != sr_planned:
+        raise RunError(f"the plan must keep the super-resolution steps {sr_planned} (the profile fixes the factor)")
+    return list(steps)
+
+
+def review_plan(state: State, update: dict[str, Any]) -> dict[str, Any]:
+    """Pause for a person to approve or edit the first plan; returns the state changes an edit makes."""
+    perception = state["perception"]
+    answer = interrupt({
+        "type": "plan_review",
+        "agenda": update["agenda"],
+        "factor": perception["factor"],
+        "degradations": [
+            {"kind": d["kind"], "severity": d.get("severity")} for d in perception["degradations"] if d.get("present")
+        ],
+        "valid_steps": list(RESTORE_TASKS),
+        "resume_with": 'true or "approve" to run this plan, or a list of steps to run instead, in order',
+    })
+    if is_approval(answer):
+        return {}
+    edited = check_plan(answer, update["all_steps"])
+    return {"all_steps": edited, "agenda": edited, "options": {**(state.get("options") or {}), "plan": edited}}
 
 
 @timed("plan")
-def plan(state: State) -> dict[str, Any]:
-    """Order the remaining steps with the offline planner (pairwise experience, SR last)."""
+def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Order the remaining steps with the offline planner (pairwise experience, SR last).
+
+    The experience table is read once, at the first plan, and kept in the state so re-plans and
+    resumed runs order exactly as the uninterrupted run would.
+    """
     profile = profile_of(state)
     perception = state["perception"]
     update: dict[str, Any] = {}
     if "all_steps" not in state:
         present = [d["kind"] for d in perception["degradations"] if d.get("present")]
         steps = build_steps(present, perception["factor"], profile)
-        update["all_steps"] = steps
-        pending = steps
+        ctx = runtime.context if runtime.context is not None else Context()
+        table, source = experience_table(sorted(present), ctx)
+        update |= {"all_steps": steps, "experience": {"source": source, "pairwise": table}}
+        pending, exp = steps, table
     else:
-        pending = state.get("agenda", [])
+        pending, exp = state.get("agenda", []), state["experience"]["pairwise"]
     tried = set() if state.get("compromise") else set(state["tree"][state["cursor"]]["children"])
-    update["agenda"] = order_steps(pending, avoid_first=tried)
+    options = state.get("options") or {}
+    if "all_steps" in update and options.get("plan") is not None:  # the caller fixed the plan
+        update["all_steps"] = pending = check_plan(options["plan"], update["all_steps"])
+    if options.get("plan") is not None and pending and pending[0] not in tried:
+        update["agenda"] = list(pending)  # a fixed plan keeps its order until one of its steps fails
+    else:
+        update["agenda"] = order_steps(pending, avoid_first=tried, experience=loads_table(exp))
+    if "all_steps" in update and wants_review(state, runtime, "review_plan"):
+        update |= review_plan(state, update)
+    emit({"event": "plan", "agenda": update["agenda"]})
     return update
 
 

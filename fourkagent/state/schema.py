@@ -18,7 +18,10 @@ class InputState(TypedDict, total=False):
     profile: str | dict[str, Any]
     """A predefined profile name, a YAML path, or an inline mapping (``base`` + overrides)."""
     options: dict[str, Any]
-    """Per-run overrides: ``overwrite`` (bool), ``threshold`` (float), ``keep_candidates`` (bool)."""
+    """Per-run overrides: ``overwrite`` (bool), ``threshold`` (float), ``keep_candidates`` (bool),
+    ``review_plan`` (bool: pause after the first plan for approval or an edited plan; needs a checkpointer),
+    ``review_compromise`` (bool: pause after a rollback compromise; resume ``"approve"`` or ``"stop"``),
+    ``plan`` (list of steps: a fixed plan run in this order; a plan review's edit is stored here)."""
 
 
 class OutputState(TypedDict, total=False):
@@ -42,6 +45,9 @@ class State(InputState, OutputState, total=False):
     """Degradations (kind, severity, confidence, evidence), IQA, description, factor, perceiver used."""
     all_steps: list[str]
     """The multiset of steps this run must apply (restoration + SR), fixed after the first plan."""
+    experience: dict[str, Any]
+    """Pairwise ordering experience used by this run ({source, pairwise: [[a, b, fail a first, fail b first]]}),
+    read once at the first plan so re-plans and resumes are deterministic."""
     agenda: list[str]
     """Remaining steps from the cursor, in planned order (first = next to execute)."""
     tree: dict[str, dict[str, Any]]

@@ -1,0 +1,1 @@
+"""Persistent records across runs: the experience store the planner learns from."""

@@ -1,0 +1,68 @@
+"""The experience store records runs, answers for similar images, and changes the plan after failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import write
+
+from fourkagent import degrade
+from fourkagent.context import Context
+from fourkagent.planning.agenda import SR4
+from fourkagent.planning.order import order_steps
+from fourkagent.runner import run
+from fourkagent.store.experience import ExperienceStore, jaccard
+
+
+def _fail_denoise_first(store: ExperienceStore, times: int) -> None:
+    for _ in range(times):
+        run = {"profile": "t", "signature": ["noise"], "width": 8, "height": 8, "steps": ["denoising", SR4],
+               "order": [], "tools": [], "scores": [], "rollbacks": 1, "compromise": False, "seconds": 1.0}
+        store.record(run, [
+            {"step": "denoising", "before": [], "after": [SR4], "tool": "x", "score": 0.1, "passed": False},
+            {"step": SR4, "before": [], "after": ["denoising"], "tool": "y", "score": 0.9, "passed": True},
+            {"step": "denoising", "before": [SR4], "after": [], "tool": "x", "score": 0.9, "passed": True},
+        ])
+
+
+def test_recorded_failures_change_the_plan(tmp_path: Path) -> None:
+    store = ExperienceStore(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    default = order_steps(["denoising", SR4], experience=store.pairwise(["noise"]))
+    assert default == ["denoising", SR4]
+    _fail_denoise_first(store, 20)
+    learned = store.pairwise(["noise"])
+    assert learned[("denoising", SR4)][0] > learned[("denoising", SR4)][1]
+    assert order_steps(["denoising", SR4], experience=learned) == [SR4, "denoising"]
+    # a dissimilar signature is not affected
+    assert order_steps(["denoising", SR4], experience=store.pairwise(["haze", "rain"])) == ["denoising", SR4]
+
+
+def test_similarity() -> None:
+    assert jaccard([], []) == 1.0 and jaccard(["noise"], ["noise", "haze"]) == 0.5 and jaccard(["a"], ["b"]) == 0.0
+
+
+def test_runs_record_into_a_store_at_another_url(tmp_path: Path, noisy_small) -> None:
+    src, _ = noisy_small
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'exp.sqlite'}"
+    (tmp_path / "elsewhere").mkdir()
+    ctx = Context(experience_url=url)
+    res = run(str(src), str(tmp_path / "o.png"), "AerSR-s4-F", context=ctx)
+    report = json.loads(Path(res["report_path"]).read_text())
+    assert report["experience"] == {"used": "store", "this_run": "recorded"}
+    summ = ExperienceStore(url).summary()
+    assert summ["runs"] == 1 and summ["steps"]["denoising"]["tried"] >= 1
+    assert not (Path(ctx.home) / "experience.sqlite").exists()
+
+
+def test_plan_node_uses_the_store(tmp_path: Path) -> None:
+    img = degrade.add_noise(degrade.downscale(__import__("conftest").photo("chelsea")[:256, :256], 2), 30, seed=2)
+    src = write(tmp_path, "n.png", img)
+    url = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    store = ExperienceStore(url)
+    _fail_denoise_first(store, 30)
+    res = run(str(src), str(tmp_path / "o.png"), "AerSR-s4-F", context=Context(experience_url=url))
+    report = json.loads(Path(res["report_path"]).read_text())
+    assert report["trajectory"][0]["step"] == SR4, "the learned ordering was not used"
+    res2 = run(str(src), str(tmp_path / "o2.png"), "AerSR-s4-F", context=Context(use_experience=False))
+    assert json.loads(Path(res2["report_path"]).read_text())["trajectory"][0]["step"] == "denoising"
