@@ -100,10 +100,18 @@ def pristine_model() -> tuple[np.ndarray, np.ndarray]:
         return data["mu"].astype(np.float64), data["cov"].astype(np.float64)
 
 
+def nriqa_factor(long_side: int) -> float:
+    """The reference's NR-IQA resize factor: ≤120 → ×4 then ×2 (×8), ≤240 → ×2, >4200 → ×0.5."""
+    if long_side <= 120:
+        return 8.0
+    if long_side <= 240:
+        return 2.0
+    return 0.5 if long_side > 4200 else 1.0
+
+
 def prepare(img: Image) -> Image:
-    """The reference's NR-IQA resize: long side ≤120 → ×4, ≤240 → ×2 (bicubic), >4200 → ×0.5."""
-    long_side = max(img.shape[:2])
-    factor = 4.0 if long_side <= 120 else 2.0 if long_side <= 240 else 0.5 if long_side > 4200 else 1.0
+    """Resize an image for NR-IQA as the reference does (bicubic; area when shrinking)."""
+    factor = nriqa_factor(max(img.shape[:2]))
     if factor == 1.0:
         return img
     h, w = img.shape[:2]
