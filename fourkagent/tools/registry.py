@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from fourkagent.tools import pretrained
 from fourkagent.tools.base import ToolRegistry
-from fourkagent.tools.classical import brighten, denoise, sr
+from fourkagent.tools.classical import brighten, deblur, dehaze, denoise, derain, sr
+
+TOOL_MODULES = (sr, pretrained, denoise, brighten, deblur, dehaze, derain)
+"""Every module contributing tools, in registry order (ties in Q-MoE go to the earlier tool)."""
 
 
 def build_main_registry() -> ToolRegistry:
-    """Every tool fourkagent ships, in a fixed order (ties in Q-MoE go to the earlier tool)."""
+    """Every tool fourkagent ships, in a fixed order."""
     reg = ToolRegistry()
-    for module in (sr, denoise, brighten):
+    for module in TOOL_MODULES:
         reg.add(*module.TOOLS)
     return reg
 
