@@ -222,7 +222,6 @@ def read_weights(layers: list[NcnnLayer], bin_path: str | os.PathLike[str]) -> d
         ValueError: unsupported weighted layer, truncated or over-long file.
     """
     reader = _BinReader(Path(bin_path).read_bytes())
-    weighted = {"Convolution", "MemoryData"}
     known_free = {"Input", "BinaryOp", "Split", "Swish", "Sigmoid", "Concat", "PixelShuffle", "Clip", "ReLU"}
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in layers:
@@ -246,8 +245,6 @@ def read_weights(layers: list[NcnnLayer], bin_path: str | os.PathLike[str]) -> d
             count = int(np.prod([d for d in dims if d > 0]))
             out[layer.name] = {"weight": reader.raw_f32(count)}
         elif layer.type not in known_free:
-            if layer.type in weighted:  # pragma: no cover - listed for clarity
-                continue
             raise ValueError(f"{layer.name}: unsupported ncnn layer type {layer.type}")
     if reader.pos != len(reader.data):
         raise ValueError(f"{bin_path}: {len(reader.data) - reader.pos} trailing bytes after the last weight")

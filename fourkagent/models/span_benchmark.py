@@ -60,18 +60,23 @@ def time_case(model_name: str, size: int, backend: str, tile: int | None, repeat
 
     img = resize(photo("astronaut"), (size, size), "area" if size < 512 else "cubic")
     scale = SPAN_MODELS[model_name].scale
-    base = psutil.Process().memory_info().rss
     net = load_span(model_name) if backend == "torch" else None
-    if net is not None:  # warm-up on a small input (first-call allocations, oneDNN setup)
+    if net is not None:  # warm-up on a small input (torch import, first-call allocations, oneDNN setup)
         run_model(net, img[:64, :64], scale)
-    times = []
+    else:
+        ncnn_reference(model_name, img[:16, :16], precise=False)
+    base = psutil.Process().memory_info().rss
+    times, others = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        cpu0, own0, t0 = _cpu_busy_seconds(), time.process_time(), time.perf_counter()
         if net is not None:
             out = run_model(net, img, scale, tile=tile)
         else:
             out = ncnn_reference(model_name, img, precise=False)
-        times.append(time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        times.append(wall)
+        # CPU time other processes used meanwhile, as a fraction of all cores: contention indicator
+        others.append(max(0.0, (_cpu_busy_seconds() - cpu0) - (time.process_time() - own0)) / (wall * _ncpu()))
         del out
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
@@ -81,10 +86,27 @@ def time_case(model_name: str, size: int, backend: str, tile: int | None, repeat
         "tile": tile,
         "seconds": min(times),
         "all_seconds": times,
-        "rss_before_MiB": base / 2**20,
+        "others_cpu_share": others,
+        "rss_after_load_MiB": base / 2**20,
         "peak_rss_MiB": peak / 2**20,
         "extra_peak_MiB": (peak - base) / 2**20,
     }
+
+
+def _ncpu() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _cpu_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat: user+nice+system+irq+softirq+steal)."""
+    import os
+
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> None:

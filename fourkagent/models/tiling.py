@@ -1,10 +1,10 @@
 """Tiled, memory-bounded inference for image-to-image torch modules (SR or restoration).
 
 A module maps ``(1, 3, H, W)`` in [0, 1] to ``(1, 3, sH, sW)``. The image is cut into overlapping
-tiles; each tile's output is weighted by a ramp that is zero on the outermost quarter of the
-overlap (where the module saw the zero padding of the tile edge rather than real neighbours) and
-rises linearly to one across the rest, so seams are blended smoothly. Image borders keep weight
-one. Only one tile's activations live at a time, so peak memory is set by ``tile``, not by the
+tiles; across each shared strip a tile's output weight is zero next to its own edge (where the
+module saw the zero padding of the tile edge rather than real neighbours; ``trim``, 3/8 of the
+overlap by default) and then cross-fades linearly with its neighbour's, so seams are blended
+smoothly and the weights always sum to one. Image borders keep weight one. Only one tile's activations live at a time, so peak memory is set by ``tile``, not by the
 image: the output accumulators are the only image-sized buffers.
 """
 

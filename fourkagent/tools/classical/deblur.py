@@ -33,10 +33,24 @@ def _finish(img: Image, out: np.ndarray) -> Image:
 
 
 def estimate_motion(img: Image) -> tuple[float, float] | None:
-    """``(length, angle)`` of the linear motion blur, or ``None`` when there is no clear evidence."""
-    length, angle, peak, match = F.estimate_motion_psf(F.luma64(img))
+    """``(length, angle)`` of the linear motion blur, or ``None`` when there is no clear evidence.
+
+    Evidence: a deep cepstral peak, a good match of the model PSF's cepstrum, and (on images large
+    enough to split) the same blur found independently in both halves of the image -- motion blur
+    is global, while cepstral peaks caused by image structure are not.
+    """
+    y = F.luma64(img)
+    length, angle, peak, match = F.estimate_motion_psf(y)
     if match < _MOTION_MIN_MATCH or peak < _MOTION_MIN_PEAK or length < 2.0:
         return None
+    h, w = y.shape
+    halves = (y[:, : w // 2], y[:, w // 2 :]) if w >= h else (y[: h // 2], y[h // 2 :])
+    if min(halves[0].shape) >= 64:
+        for part in halves:
+            lh, ah, _, _ = F.estimate_motion_psf(part, refine=False)
+            dang = abs((ah - angle + 90.0) % 180.0 - 90.0)
+            if abs(lh - length) > max(1.5, 0.1 * length) or dang > max(5.0, 60.0 / length):
+                return None
     return length, angle
 
 
@@ -54,8 +68,8 @@ def motion_wiener(img: Image) -> Image:
     if est is None:
         return img.copy()
     length, angle = est
-    lam = 1.2e-5 * length**2 + 400.0 * _noise_excess(img) ** 2
-    return _finish(img, F.wiener_deconv(img, F.motion_psf(length, angle), lam))
+    lam = 1.2e-5 * length**2 + 700.0 * _noise_excess(img) ** 2
+    return _finish(img, F.deconv_color(img, F.motion_psf(length, angle), lam))
 
 
 def motion_tv(img: Image) -> Image:
@@ -65,7 +79,7 @@ def motion_tv(img: Image) -> Image:
         return img.copy()
     length, angle = est
     lam = 1.5e-6 * length**2 + 0.2 * _noise_excess(img)
-    return _finish(img, F.tv_deconv(img, F.motion_psf(length, angle), lam))
+    return _finish(img, F.deconv_color(img, F.motion_psf(length, angle), lam, "tv"))
 
 
 def defocus_wiener(img: Image) -> Image:
@@ -73,8 +87,8 @@ def defocus_wiener(img: Image) -> Image:
     radius = estimate_defocus(img)
     if radius is None:
         return img.copy()
-    lam = 1.5e-5 * radius**2 + 400.0 * _noise_excess(img) ** 2
-    return _finish(img, F.wiener_deconv(img, F.disk_psf(radius), lam))
+    lam = 3e-4 + 700.0 * _noise_excess(img) ** 2
+    return _finish(img, F.deconv_color(img, F.disk_psf(radius), lam))
 
 
 def defocus_tv(img: Image) -> Image:
@@ -82,8 +96,8 @@ def defocus_tv(img: Image) -> Image:
     radius = estimate_defocus(img)
     if radius is None:
         return img.copy()
-    lam = 2e-6 * radius**2 + 0.2 * _noise_excess(img)
-    return _finish(img, F.tv_deconv(img, F.disk_psf(radius), lam))
+    lam = 3e-5 + 0.15 * _noise_excess(img)
+    return _finish(img, F.deconv_color(img, F.disk_psf(radius), lam, "tv"))
 
 
 TOOLS: list[Tool] = [
