@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from fourkagent.imaging import Image, luma
-from fourkagent.scoring.niqe import niqe
+from fourkagent.perception.iqa import assess_iqa, iqa_report
 
-
-def iqa_report(img: Image) -> dict[str, float | str]:
-    """No-reference quality of an image: metric → value, or the reason it is unavailable."""
-    return {"niqe": round(niqe(img), 4)}
+__all__ = ["describe", "iqa_report", "perceive_offline"]
 
 
 def describe(img: Image, degradations: list[dict[str, Any]]) -> str:
@@ -27,9 +25,9 @@ def describe(img: Image, degradations: list[dict[str, Any]]) -> str:
     return f"A {w}x{h} {colour} image, {tone} (mean luma {bright:.2f}); detected: {found}."
 
 
-def perceive_offline(img: Image) -> dict[str, Any]:
-    """Run every detector and the NR-IQA report on ``img``."""
+def perceive_offline(img: Image, iqa_metrics: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every detector and the NR-IQA report (``iqa`` and ``iqa_info``, see :mod:`.iqa`) on ``img``."""
     from fourkagent.perception.detectors import detect_all
 
     dets = [d.to_dict() | {"present": d.present} for d in detect_all(img)]
-    return {"degradations": dets, "iqa": iqa_report(img), "description": describe(img, dets)}
+    return {"degradations": dets, **assess_iqa(img, iqa_metrics), "description": describe(img, dets)}
