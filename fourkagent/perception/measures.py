@@ -50,16 +50,17 @@ def _pca_sigma(patches: np.ndarray) -> float:
 
 def noise_sigma(img: np.ndarray, patch: int = 7, max_patches: int = 30000, seed: int = 0) -> float:
     """Additive white noise std in 0-255 units, from unclipped patches of native-resolution crops."""
+    if min(img.shape[:2]) < 2 * patch:
+        return 0.0
     rng = np.random.default_rng(seed)
+    dy, dx = np.divmod(np.arange(patch * patch), patch)
     samples = []
     for c in crops(img, 256, 9):
+        wy, wx = c.shape[0] - patch + 1, c.shape[1] - patch + 1
+        k = min(wy * wx, max_patches // 27 + 1)
+        iy, ix = np.divmod(rng.choice(wy * wx, size=k, replace=False), wx)
         for ch in range(3):
-            plane = np.ascontiguousarray(c[..., ch])
-            win = np.lib.stride_tricks.sliding_window_view(plane, (patch, patch))
-            wy, wx = win.shape[:2]
-            k = min(wy * wx, max_patches // 27 + 1)
-            idx = rng.choice(wy * wx, size=k, replace=False)
-            samples.append(win.reshape(wy * wx, patch * patch)[idx])
+            samples.append(c[iy[:, None] + dy, ix[:, None] + dx, ch])
     x = np.concatenate(samples).astype(np.float64)
     lo, hi = x.min(axis=1), x.max(axis=1)
     ok = (lo > 0.5 / 255.0) & (hi < 254.5 / 255.0)
@@ -77,11 +78,16 @@ def noise_sigma(img: np.ndarray, patch: int = 7, max_patches: int = 30000, seed:
 
 
 def brightness(img: np.ndarray) -> dict[str, float]:
-    """Luminance statistics of a (subsampled) image."""
-    y = luma(img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)])
-    p50, p90, p99 = np.percentile(y, [50, 90, 99])
-    return {"mean_luminance": float(y.mean()), "median_luminance": float(p50), "p90_luminance": float(p90),
-            "p99_luminance": float(p99)}
+    """Luminance statistics; the bright end is read on a 4x area-reduced copy (noise-robust)."""
+    y = luma(img)
+    ys = cv2.resize(y, (max(1, y.shape[1] // 4), max(1, y.shape[0] // 4)), interpolation=cv2.INTER_AREA)
+    sub = y[:: max(1, y.shape[0] // 512), :: max(1, y.shape[1] // 512)]
+    return {
+        "mean_luminance": float(sub.mean()),
+        "median_luminance": float(np.median(sub)),
+        "p90_luminance": float(np.percentile(ys, 90)),
+        "bright_luminance": float(np.percentile(ys, 99.5)),
+    }
 
 
 # ------------------------------------------------------------------------------------------ blur
@@ -180,6 +186,8 @@ def _step(c: np.ndarray, qmax: int = 160) -> tuple[float, float]:
 def jpeg_measures(img: np.ndarray) -> dict[str, float]:
     """8x8 blockiness and the JPEG quality implied by the luminance quantisation steps (0 = none found)."""
     y255 = luma(img).astype(np.float64) * 255.0
+    if min(y255.shape) < 24:
+        return {"blockiness": 1.0, "jpeg_quality_est": 0.0, "quant_fit": 0.0}
     blocks = []
     block_ratio = []
     for c in crops(y255, 256, 9, align=8):
@@ -188,17 +196,20 @@ def jpeg_measures(img: np.ndarray) -> dict[str, float]:
         # blockiness: mean |step| across the 8-px grid vs inside blocks, both directions
         for d in (np.abs(np.diff(c, axis=1)), np.abs(np.diff(c, axis=0)).T):
             phase = np.array([d[:, p::8].mean() for p in range(8)])
-            block_ratio.append((phase[7] + 0.5) / (np.median(phase[:7]) + 0.5))
+            # a grid of period 8 only: pixel-doubled or 4x-upscaled content also steps at phase 7
+            ref = max(float(np.median(phase[:7])), float(phase[[1, 3, 5]].max()))
+            block_ratio.append((phase[7] + 0.5) / (ref + 0.5))
         b = c.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
         keep = (b.min(axis=(1, 2)) > 0.5) & (b.max(axis=(1, 2)) < 254.5)
         blocks.append(b[keep])
     b = np.concatenate(blocks) if blocks else np.zeros((0, 8, 8))
     out = {"blockiness": float(np.median(block_ratio)) if block_ratio else 1.0}
     qualities, fits = [], []
-    if len(b) > 3000:
-        b = b[np.random.default_rng(0).choice(len(b), 3000, replace=False)]
+    if len(b) > 2500:
+        b = b[np.random.default_rng(0).choice(len(b), 2500, replace=False)]
     if len(b) >= 64:
-        coef = np.einsum("ij,njk,lk->nil", _DCT8, b - 128.0, _DCT8, optimize=True)
+        d2 = _DCT8[:2]
+        coef = d2 @ (b - 128.0) @ d2.T  # only the (0,0), (0,1), (1,0) coefficients are needed
         for (u, v), base in _STD_Q.items():
             q, fit = _step(coef[:, u, v])
             if q > 0:
@@ -236,9 +247,24 @@ def power_spectrum(gray: np.ndarray, noise: float, size: int = 256, count: int =
     return p, pn, n
 
 
-def cepstrum(p: np.ndarray, pn: float) -> np.ndarray:
-    """Real cepstrum of the noise-compensated power spectrum, centred (fftshift)."""
-    ps = np.maximum(p - pn, 0.0) + 0.25 * pn + 1e-12 * p.max()
+def cepstrum(p: np.ndarray, pn: float, jpeg_grid: bool = False) -> np.ndarray:
+    """Real cepstrum of the noise-compensated power spectrum, centred (fftshift).
+
+    With ``jpeg_grid`` the spectral lines of the 8x8 block grid (k/8 cycles/px) are first replaced by
+    the mean of their neighbours so that the grid does not imprint a lattice on the cepstrum.
+    """
+    if jpeg_grid:
+        n = p.shape[0]
+        p = p.copy()
+        for k in range(1, 8):
+            c = round(k * n / 8)
+            for axis in (0, 1):
+                for i in (c - 1, c, c + 1):
+                    lo, hi = np.take(p, (i - 3) % n, axis=axis), np.take(p, (i + 3) % n, axis=axis)
+                    idx = [slice(None)] * 2
+                    idx[axis] = i % n
+                    p[tuple(idx)] = 0.5 * (lo + hi)
+    ps = np.maximum(p - pn, 0.0) + 0.25 * pn + 1e-12 * p.max() + 1e-24
     return np.fft.fftshift(np.real(np.fft.ifft2(np.log(ps))))
 
 
@@ -252,7 +278,8 @@ def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
     return cv2.remap(c.astype(np.float32), mx, my, cv2.INTER_LINEAR)
 
 
-def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False) -> dict[str, float]:
+def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
+                  wedge: float | None = None) -> dict[str, float]:
     """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector."""
     f = np.fft.fftfreq(n)
     fy, fx = np.meshgrid(f, f, indexing="ij")
@@ -288,6 +315,9 @@ def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False) -> 
     prof = profile(valid)
     fc = cutoff(prof)
     sec = np.array([cutoff(profile(valid & (sb == s))) for s in range(12)])
+    if wedge is not None:  # narrow (+-4 degree) wedge around one frequency direction
+        d = np.abs((ang - wedge + 90.0) % 180.0 - 90.0)
+        return {"cutoff": cutoff(profile(valid & (d <= 4.0)))}
     return {
         "cutoff": fc,
         "noise_limit": float(edges[last]) if last < 40 else 0.5,
@@ -303,8 +333,11 @@ def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
     best = int(np.argmax(ray))
     dist = np.minimum(np.abs(np.arange(90) - best), 90 - np.abs(np.arange(90) - best))
     other = ray[dist >= 10].max()
-    ring = np.median(q, axis=0) / scale
-    axis = 0.5 * (ray[0] + ray[45])
+    med = np.median(q, axis=0)
+    ring = med / scale
+    # separable resampling (bicubic up-scaling) puts its cepstral energy on the two image axes
+    aq = np.abs(q - med)
+    axis = float(0.5 * (aq[[89, 0, 1]].max(axis=0) + aq[44:47].max(axis=0)).mean() / (np.median(aq, axis=0).mean() + 1e-9))
     return {
         "ray_z": float(ray[best]),
         "ray_excess": float(ray[best] - other),
@@ -312,7 +345,7 @@ def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
         "ray_radius": float(3 + int(np.argmax(q[best]))),
         "ring_z": float(ring.max()),
         "ring_radius": float(3 + int(np.argmax(ring))),
-        "axis_z": float(axis),
+        "axis_z": axis,
         "offaxis_z": float(np.median(ray)),
     }
 
@@ -341,6 +374,7 @@ def haze_measures(img: np.ndarray) -> dict[str, float]:
     return {
         "dark_channel": float(np.median(dc) / max(airlight, 1e-3)),
         "dark_channel_p10": float(np.percentile(dc, 10) / max(airlight, 1e-3)),
+        "dark_channel_p2": float(np.percentile(dc, 2) / max(airlight, 1e-3)),
         "airlight": airlight,
         "contrast": float(y.std() / max(y.mean(), 1e-3)),
         "saturation": float(np.mean(s.max(axis=2) - s.min(axis=2)) / max(float(s.max(axis=2).mean()), 1e-3)),
@@ -364,8 +398,12 @@ def _line_kernels(length: int = 15, n_ang: int = 12) -> list[np.ndarray]:
 
 
 def streak_measures(img: np.ndarray, noise: float) -> dict[str, float]:
-    """Thin bright streaks with one common orientation (rain): oriented line-filter energy of the top-hat."""
+    """Thin bright streaks with one common orientation (rain): oriented line-filter energy of the top-hat.
+
+    Measured on a native-resolution crop, normalised by the 99th luminance percentile (exposure-free).
+    """
     y = luma(bounded(img, 384))
+    y = y / max(float(np.percentile(y, 99)), 0.15)
     th = y - cv2.morphologyEx(y, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     resp = np.stack([cv2.filter2D(th, -1, k, borderType=cv2.BORDER_REFLECT) for k in _line_kernels()])
     e = (resp**2).mean(axis=(1, 2))
@@ -378,3 +416,38 @@ def streak_measures(img: np.ndarray, noise: float) -> dict[str, float]:
         "streak_coverage2": float(np.mean(excess > 0.25)),
         "streak_angle": float(best * 15.0),
     }
+
+
+# ------------------------------------------------------------------------------------ resampling
+
+
+def resampling_period(gray: np.ndarray) -> dict[str, float]:
+    """Periodic second-difference energy left by integer-factor interpolation (up-scaled content).
+
+    For each axis, |second difference| is averaged per pixel phase modulo f (f = 2..6); the strength is
+    the spread of the phase means relative to their mean. An 8x8 JPEG grid is a single-phase spike
+    modulo 8 and does not repeat with period 2 or 4, so periods must repeat inside the 8-profile
+    (period 8 itself is left out: it cannot be told from a JPEG grid).
+    """
+    out = {}
+    best_f, best_s = 0, 0.0
+    if min(gray.shape) < 24:
+        return {"resample_period": 0.0, "resample_strength": 0.0}
+    for axis in (1, 0):
+        d = np.abs(np.diff(gray.astype(np.float32), n=2, axis=axis)).mean(axis=1 - axis)
+        m = float(d.mean()) + 1e-6
+        s8 = np.array([d[k::8].mean() for k in range(8)])
+        scores = {}
+        for f in range(2, 7):
+            prof = np.array([d[k::f].mean() for k in range(f)])
+            s = (prof.max() - prof.min()) / m
+            if f in (2, 4):  # must repeat inside the modulo-8 profile (a JPEG grid does not)
+                rep = np.abs(s8 - np.roll(s8, f)).max() / m
+                s = max(0.0, s - rep)
+            scores[f] = s
+        out[axis] = scores
+    for f in range(2, 7):
+        s = min(out[0][f], out[1][f])
+        if s > best_s * 1.3:
+            best_f, best_s = f, s
+    return {"resample_period": float(best_f), "resample_strength": float(best_s)}

@@ -1,0 +1,214 @@
+"""Offline degradation detectors: API, calibration on real photos, and cross-confusion checks."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from fourkagent import degrade
+from fourkagent.imaging import as_image, resize
+from fourkagent.perception.detectors import (
+    KINDS,
+    SEVERITIES,
+    Detection,
+    detect,
+    detect_all,
+    estimate_noise_sigma,
+)
+
+skdata = pytest.importorskip("skimage.data")
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "camera", "moon")
+# already dim photos (99.5th luminance percentile ~0.6): at 0.7x exposure they *are* dark in absolute terms
+DIM_PHOTOS = {"moon", "retina"}
+_CACHE: dict[str, np.ndarray] = {}
+
+
+def photo(name: str, max_side: int = 512) -> np.ndarray:
+    """A scikit-image sample photo, centre-cropped to ``max_side`` (pixel scale kept)."""
+    if name not in _CACHE:
+        img = as_image(getattr(skdata, name)())
+        h, w = img.shape[:2]
+        y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+        _CACHE[name] = np.ascontiguousarray(img[y0 : y0 + max_side, x0 : x0 + max_side])
+    return _CACHE[name]
+
+
+def degraded(img: np.ndarray, kind: str, level: int, seed: int = 0) -> np.ndarray:
+    """``degrade.apply``, except "low resolution" is judged on content: down-scale, then up-scale back."""
+    if kind == "low resolution":
+        f = int(degrade.LEVELS[kind][level - 1]["factor"])
+        return resize(degrade.downscale(img, f), (img.shape[1], img.shape[0]), "cubic")
+    return degrade.apply(img, kind, level, seed=seed)
+
+
+def sev(d: Detection) -> int:
+    return SEVERITIES.index(d.severity)
+
+
+# ------------------------------------------------------------------------------------------- API
+
+
+def test_vocabulary_and_api():
+    assert SEVERITIES == ("very low", "low", "medium", "high", "very high")
+    assert KINDS == ("noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact",
+                     "low resolution")
+    dets = detect_all(photo("astronaut"))
+    assert [d.kind for d in dets] == list(KINDS)
+    for d in dets:
+        assert d.severity in SEVERITIES
+        assert 0.0 <= d.confidence <= 1.0
+        assert d.evidence and all(isinstance(v, float) for v in d.evidence.values())
+        blob = json.loads(json.dumps(d.to_dict()))
+        assert blob["kind"] == d.kind and blob["present"] == d.present
+    assert Detection("noise", "medium", 0.7, {}).present
+    assert not Detection("noise", "low", 0.7, {}).present
+    with pytest.raises(ValueError):
+        detect(photo("astronaut"), "fog")
+
+
+def test_accepts_uint8_and_gray():
+    gray = skdata.camera()  # uint8, 2-D
+    d = detect(gray, "noise")
+    assert d.kind == "noise" and not d.present
+
+
+def test_detect_matches_detect_all():
+    img = degraded(photo("coffee"), "noise", 4)
+    one = {d.kind: d for d in detect_all(img)}
+    for kind in ("noise", "dark", "low resolution"):
+        assert detect(img, kind) == one[kind]
+
+
+def test_evidence_keys():
+    ev = {d.kind: d.evidence for d in detect_all(photo("chelsea"))}
+    assert "noise_sigma" in ev["noise"]
+    assert "mean_luminance" in ev["dark"] and "bright_luminance" in ev["dark"]
+    assert "blockiness" in ev["jpeg compression artifact"] and "jpeg_quality_est" in ev["jpeg compression artifact"]
+    assert "dark_channel" in ev["haze"]
+    assert "streak_energy" in ev["rain"]
+    assert "motion_length" in ev["motion blur"] and "anisotropy" in ev["motion blur"]
+    assert "defocus_radius" in ev["defocus blur"]
+    assert "effective_factor" in ev["low resolution"]
+
+
+# --------------------------------------------------------------------------------- noise sigma
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "camera"])
+def test_noise_sigma_accuracy(name):
+    for sigma in (10, 20, 35, 50):
+        est = estimate_noise_sigma(degrade.add_noise(photo(name), sigma, seed=1))
+        assert abs(est - sigma) <= 0.15 * sigma + 2.5, (name, sigma, est)
+
+
+def test_noise_sigma_ignores_jpeg():
+    for name in ("astronaut", "chelsea"):
+        assert estimate_noise_sigma(degrade.jpeg(photo(name), 10)) < 8.0
+
+
+# ------------------------------------------------------------------------------------ calibration
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_clean_photo_reports_nothing(name):
+    present = [d.kind for d in detect_all(photo(name)) if d.present]
+    assert present == [], (name, present)
+
+
+# four photos per kind (rotating through the set) keeps the suite fast
+_MONO = [(kind, PHOTOS[(3 * i + j) % len(PHOTOS)]) for i, kind in enumerate(KINDS) for j in range(4)]
+
+
+@pytest.mark.parametrize("kind,name", _MONO)
+def test_levels_monotone_and_present_from_medium(kind, name):
+    img = photo(name)
+    dets = [detect(degraded(img, kind, level, seed=level), kind) for level in range(1, 6)]
+    sevs = [sev(d) for d in dets]
+    assert all(b >= a for a, b in zip(sevs, sevs[1:])), (kind, name, [d.severity for d in dets])
+    assert all(d.present for d in dets[2:]), (kind, name, [d.severity for d in dets])
+    if not (kind == "dark" and name in DIM_PHOTOS):
+        assert not dets[0].present, (kind, name, [d.severity for d in dets])
+
+
+def test_tiny_image_is_low_resolution():
+    tiny = degrade.apply(photo("astronaut"), "low resolution", 5)  # 64 x 64 pixels
+    assert detect(tiny, "low resolution").present
+    assert not detect(degrade.apply(photo("astronaut"), "low resolution", 1), "low resolution").present
+
+
+# ------------------------------------------------------------------------------------- confusions
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "camera"])
+def test_jpeg_is_not_noise(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "jpeg compression artifact", 5))}
+    assert dets["jpeg compression artifact"].present
+    assert not dets["noise"].present
+
+
+@pytest.mark.parametrize("name", ["coffee", "rocket"])
+def test_noise_is_not_jpeg_or_rain(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "noise", 5))}
+    assert dets["noise"].present
+    assert not dets["jpeg compression artifact"].present
+    assert not dets["rain"].present
+
+
+@pytest.mark.parametrize("name", ["astronaut", "moon"])
+def test_defocus_is_not_motion_or_low_resolution(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "defocus blur", 4))}
+    assert dets["defocus blur"].present
+    assert not dets["motion blur"].present
+    assert not dets["low resolution"].present
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_motion_is_not_defocus(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "motion blur", 4))}
+    assert dets["motion blur"].present
+    assert not dets["defocus blur"].present
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+def test_low_resolution_is_not_defocus(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "low resolution", 4))}
+    assert dets["low resolution"].present
+    assert not dets["defocus blur"].present
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_dark_is_not_haze_and_haze_is_not_dark(name):
+    dark = {d.kind: d for d in detect_all(degraded(photo(name), "dark", 4))}
+    assert dark["dark"].present and not dark["haze"].present
+    hazy = {d.kind: d for d in detect_all(degraded(photo(name), "haze", 4))}
+    assert hazy["haze"].present and not hazy["dark"].present
+
+
+@pytest.mark.parametrize("name", ["rocket", "chelsea"])
+def test_rain_is_not_noise_or_motion(name):
+    dets = {d.kind: d for d in detect_all(degraded(photo(name), "rain", 4, seed=3))}
+    assert dets["rain"].present
+    assert not dets["noise"].present
+    assert not dets["motion blur"].present
+
+
+def test_pair_noise_and_dark():
+    img = degrade.add_noise(degrade.darken(photo("astronaut"), 0.22), 35, seed=2)
+    present = {d.kind for d in detect_all(img) if d.present}
+    assert {"noise", "dark"} <= present
+
+
+# ------------------------------------------------------------------------------------------ speed
+
+
+def test_speed_1024():
+    img = resize(photo("astronaut"), (1024, 1024), "cubic")
+    detect_all(img)  # warm-up (caches, lazy imports)
+    t = time.perf_counter()
+    detect_all(img)
+    assert time.perf_counter() - t < 2.0  # budget is 1 s; slack for loaded CI machines
