@@ -29,3 +29,7 @@ class ArtifactError(FourKError):
 
 class RunError(FourKError):
     """A run cannot be started or resumed (unknown run id, existing output...)."""
+
+
+class WeightsError(MissingWeightsError):
+    """A weights file exists but is refused: hash mismatch (tampered or corrupted), bad format, unsafe content."""

@@ -13,8 +13,9 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from fourkagent.context import Context
-from fourkagent.errors import RunError
+from fourkagent.errors import ArtifactError, RunError
 from fourkagent.graph.builder import build_graph
+from fourkagent.recovery import MAX_RECOVERIES, resume_point
 from fourkagent.tools.base import ToolRegistry
 
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -42,6 +43,36 @@ def _stream(graph: Any, payload: Any, config: dict[str, Any], ctx: Context, on_e
     for mode, chunk in graph.stream(payload, config, context=ctx, stream_mode=["updates", "custom"], durability="sync"):
         if on_event is not None:
             on_event("node" if mode == "updates" else "custom", chunk)
+
+
+def _stream_recovering(graph: Any, payload: Any, config: dict[str, Any], ctx: Context,
+                        on_event: EventHandler | None, start: dict[str, Any] | None = None) -> list[str]:
+    """Stream from ``start`` (default ``config``); when a missing or corrupted artifact stops the run, go on
+    from the latest checkpoint whose artifacts are intact (the damaged steps are recomputed).
+
+    Returns the damaged artifact ids that were recomputed.
+    """
+    start = start or config
+    recovered: list[str] = []
+    for attempt in range(MAX_RECOVERIES + 1):
+        try:
+            _stream(graph, payload, start, ctx, on_event)
+            break
+        except ArtifactError:
+            start, damaged = resume_point(graph, config)
+            if not damaged or attempt == MAX_RECOVERIES:
+                raise  # nothing on disk to repair (e.g. a failed write): a real error
+            _notify_recovery(on_event, start, damaged)
+            recovered += damaged
+            payload = None
+    return recovered
+
+
+def _notify_recovery(on_event: EventHandler | None, start: dict[str, Any], damaged: list[str]) -> None:
+    """Tell stream consumers which artifacts were damaged and which checkpoint the run goes on from."""
+    if on_event is not None:
+        checkpoint = start["configurable"].get("checkpoint_id")
+        on_event("custom", {"event": "recovery", "damaged": damaged, "checkpoint": checkpoint})
 
 
 def _result(graph: Any, config: dict[str, Any]) -> dict[str, Any]:
@@ -77,8 +108,8 @@ def run(
         graph = build_graph(saver, registry=registry)
         if graph.get_state(config).values:
             raise RunError(f"run id {run_id!r} already exists; use --resume {run_id} or another id")
-        _stream(graph, payload, config, ctx, on_event)
-        return _result(graph, config) | {"run_id": run_id}
+        recovered = _stream_recovering(graph, payload, config, ctx, on_event)
+        return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
 
 
 def resume(
@@ -100,6 +131,10 @@ def resume(
         snap = graph.get_state(config)
         if not snap.values and not snap.next:
             raise RunError(f"no run with id {run_id!r} in {ctx.home}")
-        if snap.next:
-            _stream(graph, None, config, ctx, on_event)
-        return _result(graph, config) | {"run_id": run_id}
+        recovered: list[str] = []
+        if snap.next or snap.tasks:  # tasks: a node finished but was killed before its checkpoint was made
+            start, damaged = resume_point(graph, config)  # a damaged artifact sends us back to an intact checkpoint
+            if damaged:
+                _notify_recovery(on_event, start, damaged)
+            recovered = damaged + _stream_recovering(graph, None, config, ctx, on_event, start=start)
+        return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
