@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fourkagent.tools import pretrained
 from fourkagent.tools.base import ToolRegistry
-from fourkagent.tools.classical import brighten, deblur, dehaze, denoise, derain, sr
+from fourkagent.tools.classical import brighten, deblur, dehaze, denoise, derain, jpeg, oldphoto, sr
 
-TOOL_MODULES = (sr, pretrained, denoise, brighten, deblur, dehaze, derain)
+TOOL_MODULES = (sr, pretrained, denoise, brighten, deblur, dehaze, derain, jpeg, oldphoto)
 """Every module contributing tools, in registry order (ties in Q-MoE go to the earlier tool)."""
 
 

@@ -1,9 +1,10 @@
 """Shared numeric helpers for the classical restoration tools.
 
-Box/guided filters, noise estimation, PSF models, FFT deconvolution (gradient-regularised Wiener,
-half-quadratic TV, Richardson-Lucy) with symmetric padding against boundary ringing, and blind
-PSF estimation (linear motion from the cepstrum, defocus radius from the spectrum's zero rings).
-All helpers work on float32/float64 arrays and any size, including tiny images.
+Box/guided filters, noise estimation, PSF models, FFT deconvolution (gradient-regularised Wiener
+and half-quadratic TV) on a symmetric-padded, edge-tapered frame whose padding is treated as
+unknown (re-filled from the current estimate) against boundary ringing, and blind PSF estimation
+by cepstral matched filtering (linear motion: length and angle; defocus: pillbox radius).
+All helpers work on float32/float64 arrays of any size, including tiny images.
 """
 
 from __future__ import annotations
@@ -19,64 +20,50 @@ _WORKERS = 2
 
 
 def box(x: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window with symmetric borders (works per channel)."""
+    """Mean over a (2r+1)^2 window with symmetric borders, per channel (shape preserved)."""
     r = max(int(r), 0)
     if r == 0:
         return x.copy()
-    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+    out = cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+    return out.reshape(x.shape)
+
+
+def _guided_coeffs(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box-averaged linear coefficients ``a, b`` of the guided filter (``q = a * guide + b``)."""
+    r = max(1, min(int(r), max(1, min(guide.shape[:2]) // 2 - 1)))
+    g = guide[..., None] if src.ndim == 3 else guide
+    mean_i = box(g, r)
+    var_i = box(g * g, r) - mean_i * mean_i
+    mean_p = box(src, r)
+    cov_ip = box(g * src, r) - mean_i * mean_p
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return box(a, r), box(b, r)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a gray guide (HxW) and a HxW or HxWxC source."""
-    guide = guide.astype(np.float32)
-    src = src.astype(np.float32)
-    r = max(1, min(int(r), max(1, min(guide.shape[:2]) // 2 - 1)))
-    g = guide[..., None] if src.ndim == 3 else guide
-    mean_i = box(guide, r)
-    var_i = box(guide * guide, r) - mean_i * mean_i
-    mi = mean_i[..., None] if src.ndim == 3 else mean_i
-    vi = var_i[..., None] if src.ndim == 3 else var_i
-    mean_p = box(src, r)
-    cov_ip = box(g * src, r) - mi * mean_p
-    a = cov_ip / (vi + eps)
-    b = mean_p - a * mi
-    return box(a, r) * g + box(b, r)
+    """He et al.'s guided filter (box filters) with a gray guide (HxW) and a HxW or HxWxC source."""
+    guide = np.ascontiguousarray(guide, np.float32)
+    src = np.ascontiguousarray(src, np.float32)
+    a, b = _guided_coeffs(guide, src, r, eps)
+    return a * (guide[..., None] if src.ndim == 3 else guide) + b
 
 
 def fast_guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float, max_side: int = 512) -> np.ndarray:
-    """Guided filter computed on a subsampled grid (coefficients upsampled), for large radii."""
+    """Guided filter with the coefficients computed on a subsampled grid (He & Sun's fast variant)."""
+    guide = np.ascontiguousarray(guide, np.float32)
+    src = np.ascontiguousarray(src, np.float32)
     h, w = guide.shape[:2]
-    s = max(1.0, max(h, w) / float(max_side))
+    s = max(h, w) / float(max_side)
     if s <= 1.0 or r < 4:
         return guided_filter(guide, src, r, eps)
     size = (max(1, round(w / s)), max(1, round(h / s)))
-    gs = cv2.resize(guide.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    ps = cv2.resize(src.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    if src.ndim == 3 and ps.ndim == 2:
-        ps = ps[..., None]
-    rs = max(1, round(r / s))
-    rs = max(1, min(rs, max(1, min(gs.shape[:2]) // 2 - 1)))
-    g = gs[..., None] if src.ndim == 3 else gs
-    mean_i = box(gs, rs)
-    var_i = box(gs * gs, rs) - mean_i * mean_i
-    mi = mean_i[..., None] if src.ndim == 3 else mean_i
-    vi = var_i[..., None] if src.ndim == 3 else var_i
-    mean_p = box(ps, rs)
-    if mean_p.ndim == 2 and src.ndim == 3:
-        mean_p = mean_p[..., None]
-    gp = box(g * ps, rs)
-    if gp.ndim == 2 and src.ndim == 3:
-        gp = gp[..., None]
-    a = (gp - mi * mean_p) / (vi + eps)
-    b = mean_p - a * mi
-    a = box(a, rs)
-    b = box(b, rs)
-    a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
-    b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
-    if src.ndim == 3 and a.ndim == 2:
-        a, b = a[..., None], b[..., None]
-    gg = guide.astype(np.float32)
-    return a * (gg[..., None] if src.ndim == 3 else gg) + b
+    gs = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+    ps = cv2.resize(src, size, interpolation=cv2.INTER_AREA).reshape(gs.shape + src.shape[2:])
+    a, b = _guided_coeffs(gs, ps, max(1, round(r / s)), eps)
+    a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR).reshape(src.shape)
+    b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR).reshape(src.shape)
+    return a * (guide[..., None] if src.ndim == 3 else guide) + b
 
 
 def estimate_noise(y: np.ndarray) -> float:
@@ -317,19 +304,19 @@ class _CepstrumMatcher:
         h, w = self.cy.shape
         key = int(np.ceil(min(r_max, min(h, w) / 2.0 - 1.0)))
         if key not in self._masks:
-            m = (self.r >= self.r_min) & (self.r <= key)
-            cv = self.cy[m]
+            idx = np.flatnonzero((self.r >= self.r_min) & (self.r <= key))
+            cv = self.cy.ravel()[idx]
             cv = cv - cv.mean() if cv.size else cv
-            self._masks[key] = (m, cv / (np.linalg.norm(cv) + 1e-12))
+            self._masks[key] = (idx, cv / (np.linalg.norm(cv) + 1e-12))
         return self._masks[key]
 
     def __call__(self, k: np.ndarray, r_max: float) -> float:
-        m, cv = self._mask(r_max)
+        idx, cv = self._mask(r_max)
         if cv.size < 8:
             return 0.0
         h, w = self.cy.shape
-        K = np.abs(sfft.rfft2(k, s=(h, w), workers=_WORKERS))
-        ck = sfft.irfft2(np.log(K + self.delta), s=(h, w), workers=_WORKERS)[m]
+        K = np.abs(sfft.rfft2(k.astype(np.float32), s=(h, w), workers=_WORKERS))
+        ck = sfft.irfft2(np.log(K + np.float32(self.delta)), s=(h, w), workers=_WORKERS).ravel()[idx]
         ck = ck - ck.mean()
         return float(np.dot(cv, ck) / (np.linalg.norm(ck) + 1e-12))
 

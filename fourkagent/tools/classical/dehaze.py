@@ -1,10 +1,11 @@
 """Single-image dehazing with physical priors (haze model ``I = J t + A (1 - t)``).
 
 ``dehaze_dcp``: He et al.'s dark-channel prior, transmission refined with a guided filter.
-``dehaze_cap``: Zhu et al.'s colour-attenuation prior (depth from brightness minus saturation),
-guided-filter refined, with the transmission bounded by the dark-channel limit.
-Both estimate the atmospheric light from the haziest (brightest dark-channel) pixels and fade the
-correction out when the image shows no haze veil.
+``dehaze_cap``: Zhu et al.'s colour-attenuation prior (depth linear in brightness minus
+saturation, with their published coefficients), locally minimum-filtered and guided-filter refined.
+Both estimate the atmospheric light from the haziest (brightest dark-channel) pixels and scale the
+correction by a haze gate (the darkest pixels are lifted by a veil): 0 leaves the image untouched.
+Known limit: gray, low-contrast scenes without any dark pixel look hazy to both priors.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ TOOLS: list[Tool] = [
         dehaze_dcp,
     ),
     Tool(
-        ToolSpec("dehaze_cap", "dehazing", "Colour-attenuation-prior dehazing (depth from brightness minus saturation)."),
+        ToolSpec(
+            "dehaze_cap", "dehazing", "Colour-attenuation-prior dehazing (depth from brightness minus saturation)."
+        ),
         dehaze_cap,
     ),
 ]
