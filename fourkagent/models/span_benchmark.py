@@ -50,8 +50,14 @@ def y_psnr_gain(model_name: str, names: tuple[str, ...] = PHOTOS, cache_dir: str
     return out
 
 
-def time_case(model_name: str, size: int, backend: str, tile: int | None, repeats: int = 1) -> dict[str, object]:
-    """Seconds (best of ``repeats``) to upscale a ``size``² photo crop, and this process's peak RSS."""
+def time_case(
+    model_name: str, size: int, backend: str, tile: int | None, repeats: int = 1, threads: int | None = None
+) -> dict[str, object]:
+    """Seconds (best of ``repeats``) to upscale a ``size``² photo crop, and this process's peak RSS.
+
+    Also reports this process's CPU seconds per run (``cpu_seconds``): with ``threads=1`` that is
+    close to the pure compute cost even when other processes compete for the cores.
+    """
     import psutil
 
     from fourkagent.imaging import resize
@@ -62,19 +68,20 @@ def time_case(model_name: str, size: int, backend: str, tile: int | None, repeat
     scale = SPAN_MODELS[model_name].scale
     net = load_span(model_name) if backend == "torch" else None
     if net is not None:  # warm-up on a small input (torch import, first-call allocations, oneDNN setup)
-        run_model(net, img[:64, :64], scale)
+        run_model(net, img[:64, :64], scale, threads=threads)
     else:
-        ncnn_reference(model_name, img[:16, :16], precise=False)
+        ncnn_reference(model_name, img[:16, :16], threads=threads, precise=False)
     base = psutil.Process().memory_info().rss
-    times, others = [], []
+    times, others, cpu = [], [], []
     for _ in range(repeats):
         cpu0, own0, t0 = _cpu_busy_seconds(), time.process_time(), time.perf_counter()
         if net is not None:
-            out = run_model(net, img, scale, tile=tile)
+            out = run_model(net, img, scale, tile=tile, threads=threads)
         else:
-            out = ncnn_reference(model_name, img, precise=False)
+            out = ncnn_reference(model_name, img, threads=threads, precise=False)
         wall = time.perf_counter() - t0
         times.append(wall)
+        cpu.append(time.process_time() - own0)
         # CPU time other processes used meanwhile, as a fraction of all cores: contention indicator
         others.append(max(0.0, (_cpu_busy_seconds() - cpu0) - (time.process_time() - own0)) / (wall * _ncpu()))
         del out
@@ -83,10 +90,12 @@ def time_case(model_name: str, size: int, backend: str, tile: int | None, repeat
         "model": model_name,
         "backend": backend,
         "size": size,
-        "tile": tile,
+        "tile": tile if backend == "torch" else None,
+        "threads": threads or _ncpu(),
         "seconds": min(times),
         "all_seconds": times,
         "others_cpu_share": others,
+        "cpu_seconds": cpu,
         "rss_after_load_MiB": base / 2**20,
         "peak_rss_MiB": peak / 2**20,
         "extra_peak_MiB": (peak - base) / 2**20,
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--backend", choices=("torch", "ncnn"), default="torch")
     t.add_argument("--tile", type=int, default=256, help="0 = untiled")
     t.add_argument("--repeats", type=int, default=1)
+    t.add_argument("--threads", type=int, default=None, help="default: all cores")
     a = p.parse_args(argv)
     if a.cmd == "psnr":
         from fourkagent.models.ncnn_convert import available_models
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             gains = [v["gain"] for v in res.values()]
             print(json.dumps({"model": m, "mean_gain": float(np.mean(gains)), "per_photo": res}))
     else:
-        print(json.dumps(time_case(a.model, a.size, a.backend, a.tile or None, a.repeats)))
+        print(json.dumps(time_case(a.model, a.size, a.backend, a.tile or None, a.repeats, a.threads)))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,57 @@
-"""face_restore: find faces on the result and restore them with the face experts available here."""
+"""face_restore: restore the faces of the result with the face experts, guided by the input's faces.
+
+Runs after the last restoration/SR step when the profile enables faces. The identity references were
+taken from the low-quality input at perceive time (``state["face_refs"]``); the faces found on the result
+must match them in number and position, else the stage is skipped with the reason. A restored image
+becomes a new node of the image tree (step ``face restoration``) so finalize writes it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fourkagent.nodes._common import store_of, timed
-from fourkagent.perception.faces import detect_faces
+from langgraph.runtime import Runtime
+
+from fourkagent.context import Context
+from fourkagent.faces.pipeline import reference_faces, restore_faces
+from fourkagent.nodes._common import emit, profile_of, store_of, timed
+from fourkagent.planning.search import new_node
 from fourkagent.state.schema import State
+
+FACE_STEP = "face restoration"
+
+
+def _references(state: State) -> dict[str, Any]:
+    """The input's faces (from perceive; re-detected for states checkpointed before they existed)."""
+    refs = state.get("face_refs")
+    if refs is None:
+        refs = reference_faces(store_of(state).get(state["input_info"]["artifact"]))
+    return refs
 
 
 @timed("face_restore")
-def face_restore(state: State) -> dict[str, Any]:
-    """Detect faces on the current image; record them, or the reason the stage was skipped."""
+def face_restore(state: State, runtime: Runtime[Context] | None = None) -> dict[str, Any]:
+    """Restore faces on the current image; record per-face results, or the reason the stage was skipped."""
+    ctx = runtime.context if runtime is not None and runtime.context is not None else Context()
     store = store_of(state)
-    img = store.get(state["tree"][state["cursor"]]["artifact"])
-    faces = detect_faces(img)
-    if not faces:
-        return {"faces": {"status": "skipped", "reason": "no face found", "faces": []}}
-    return {
-        "faces": {
-            "status": "skipped",
-            "reason": "no face-restoration expert is installed; faces kept as restored by the general tools",
-            "faces": [{"box": f} for f in faces],
-        }
-    }
+    cur = state["tree"][state["cursor"]]
+    img = store.get(cur["artifact"])
+    refs = _references(state)
+    try:
+        new, record = restore_faces(img, refs, priority=profile_of(state).priority, model_dir=ctx.model_dir)
+    except Exception as exc:  # the face stage is optional: a failure keeps the image as it is
+        reason = f"face stage failed: {type(exc).__name__}: {exc}"
+        return {"faces": {"status": "skipped", "reason": reason, "faces": []}}
+    record["input_faces"] = len(refs.get("faces", []))
+    emit({"node": "face_restore", "status": record["status"], "reason": record["reason"]})
+    if new is img:
+        return {"faces": record}
+    restored = [f for f in record["faces"] if f.get("action") == "restored"]
+    tree, nid = new_node(
+        state["tree"], state["cursor"], FACE_STEP,
+        tool=", ".join(sorted({f["chosen"] for f in restored})),
+        artifact=store.put(new),
+        score=round(sum(f["score"] for f in restored) / len(restored), 6),
+        width=cur["width"], height=cur["height"], candidates=[],
+    )
+    return {"faces": record, "tree": tree, "cursor": nid}
