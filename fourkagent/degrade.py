@@ -130,3 +130,46 @@ def apply(img: Image, kind: str, level: int, seed: int = 0) -> Image:
     if kind == "low resolution":
         params["factor"] = int(params["factor"])
     return DEGRADATIONS[kind](img, **params)
+
+
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "retina", "camera", "moon", "brick", "grass", "gravel", "cell",
+)
+"""Real photos bundled with scikit-image (no download)."""
+
+
+def sample_photos(limit: int | None = None, max_side: int = 512) -> dict[str, Image]:
+    """Free real photos for tests and benchmarks: scikit-image's, plus scikit-learn's and matplotlib's when installed.
+
+    Each is cropped to at most ``max_side`` per side (centre crop, even size for clean ×2/×4 protocols).
+    """
+    from skimage import data
+
+    photos: dict[str, Image] = {}
+    for name in SKIMAGE_PHOTOS:
+        try:
+            photos[name] = as_image(getattr(data, name)())
+        except Exception:  # a name missing from this scikit-image version
+            continue
+    try:
+        from sklearn.datasets import load_sample_images
+
+        for i, im in enumerate(load_sample_images().images):
+            photos[f"sklearn_{i}"] = as_image(im)
+    except ImportError:
+        pass
+    try:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as fh:
+            photos["grace_hopper"] = as_image(np.asarray(PILImage.open(fh).convert("RGB")))
+    except Exception:  # matplotlib absent or without sample data
+        pass
+    out: dict[str, Image] = {}
+    for name, img in list(photos.items())[:limit]:
+        h, w = img.shape[:2]
+        ch, cw = min(h, max_side) // 8 * 8, min(w, max_side) // 8 * 8
+        y, x = (h - ch) // 2, (w - cw) // 2
+        out[name] = np.ascontiguousarray(img[y : y + ch, x : x + cw])
+    return out

@@ -63,6 +63,8 @@ def test_plan_node_uses_the_store(tmp_path: Path) -> None:
     _fail_denoise_first(store, 30)
     res = run(str(src), str(tmp_path / "o.png"), "AerSR-s4-F", context=Context(experience_url=url))
     report = json.loads(Path(res["report_path"]).read_text())
-    assert report["trajectory"][0]["step"] == SR4, "the learned ordering was not used"
+    assert report["tree"]["n1"]["step"] == SR4, "the learned ordering was not tried first"
+    assert report["experience"]["used"] == "store"
     res2 = run(str(src), str(tmp_path / "o2.png"), "AerSR-s4-F", context=Context(use_experience=False))
-    assert json.loads(Path(res2["report_path"]).read_text())["trajectory"][0]["step"] == "denoising"
+    report2 = json.loads(Path(res2["report_path"]).read_text())
+    assert report2["tree"]["n1"]["step"] == "denoising" and report2["experience"]["used"] == "paper"

@@ -69,3 +69,21 @@ def test_rollback_off_accepts_failures(tmp_path: Path, noisy_small) -> None:
     res = run(str(src), str(tmp_path / "n.png"), {"base": "AerSR-s4-F", "with_rollback": False}, options={"threshold": 1.5})
     report = json.loads(Path(res["report_path"]).read_text())
     assert report["rollbacks"] == [] and all(t["failed"] for t in report["trajectory"])
+
+
+def test_old_photo_profile_repairs_before_perception(tmp_path: Path) -> None:
+    from fourkagent.tools.classical.oldphoto import simulate_old_photo
+
+    clean = photo("astronaut")[:128, :128]
+    old = simulate_old_photo(clean, severity=3, seed=1)
+    src = write(tmp_path, "old.png", old)
+    res = run(str(src), str(tmp_path / "fixed.png"), {"base": "OldP4K-P", "upscale_to_4k": False, "scale_factor": 2,
+                                                      "face_restore": False})
+    report = json.loads(Path(res["report_path"]).read_text())
+    pre = report["perception"]["preprocess"]
+    assert pre and pre[0]["tool"] == "oldphoto_restore" and "artifact" in pre[0]
+    assert report["tree"]["n0"]["artifact"] == pre[0]["artifact"] != report["input"]["artifact"]
+    from fourkagent.state.artifacts import ArtifactStore
+
+    repaired = ArtifactStore(Path(res["run_dir"]) / "artifacts").get(pre[0]["artifact"])
+    assert psnr(repaired, clean) > psnr(old, clean)

@@ -1,0 +1,114 @@
+"""No-reference features of a (step input, candidate) pair, for the learned Q-MoE scorer.
+
+Every feature compares the candidate with "doing nothing" (the step input, or its bicubic upscale for
+SR), so the same model ranks candidates of any image. Large images are measured on a central crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fourkagent.imaging import Image, luma, psnr
+from fourkagent.planning.agenda import step_scale
+from fourkagent.scoring.niqe import niqe
+
+KINDS: tuple[str, ...] = (
+    "noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact", "low resolution",
+)
+SCALES: dict[str, float] = {
+    "noise": 15.5, "motion blur": 11.5, "defocus blur": 3.6, "haze": 0.47, "rain": 37.0, "dark": 0.62,
+    "jpeg compression artifact": 68.0, "low resolution": 2.9,
+}
+"""Each detector score's present/absent boundary: differences are expressed in these units."""
+
+NAMES: tuple[str, ...] = (
+    "d_niqe", *(f"d_{k.replace(' ', '_')}" for k in KINDS),
+    "lowpass_psnr", "removed_ratio", "leakage", "grad_ratio", "d_median_luma", "d_contrast", "clipped", "d_saturation",
+    "exposure_error", "coarse_psnr", "hf_ratio",
+)
+"""Feature names, in vector order."""
+
+_SIDE = 384
+
+
+def _crop(img: Image, side: int = _SIDE) -> Image:
+    h, w = img.shape[:2]
+    if h <= side and w <= side:
+        return img
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[y : y + side, x : x + side]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Measurements of "doing nothing" for a step, computed once and shared by its candidates."""
+
+    step: str
+    base: Image
+    """The step input, or its bicubic upscale for SR steps (same size as a candidate)."""
+    niqe: float
+    scores: dict[str, float]
+    sigma: float
+
+
+def detector_scores(img: Image) -> dict[str, float]:
+    """Every detector's continuous score (larger = worse)."""
+    from fourkagent.perception.detectors import detect_all
+
+    return {d.kind: float(d.evidence["score"]) for d in detect_all(img)}
+
+
+def reference(inp: Image, step: str) -> Reference:
+    """Measure the step input (or its bicubic upscale for SR)."""
+    s = step_scale(step)
+    base = inp if s == 1 else np.clip(
+        cv2.resize(inp, (inp.shape[1] * s, inp.shape[0] * s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0
+    )
+    crop = _crop(base)
+    scores = detector_scores(crop)
+    return Reference(step, base, niqe(base), scores, max(scores["noise"], 1.0))
+
+
+def _grad(y: np.ndarray) -> float:
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.mean(np.sqrt(gx * gx + gy * gy))) + 1e-6
+
+
+def _coarse(img: Image) -> Image:
+    """The whole image area-averaged ×4 down: low-frequency content and global tone."""
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+
+
+def features(out: Image, ref: Reference) -> np.ndarray:
+    """The feature vector of a candidate (see ``NAMES``)."""
+    base_c, out_c = _crop(ref.base), _crop(out)
+    scores = detector_scores(out_c)
+    yb, yo = luma(base_c), luma(out_c)
+    removed = yb - yo
+    e_rem = cv2.GaussianBlur(np.abs(removed), (0, 0), 2.0)
+    e_grad = cv2.GaussianBlur(np.abs(cv2.Laplacian(yo, cv2.CV_32F, ksize=3)), (0, 0), 2.0)
+    leak = float(np.corrcoef(e_rem.ravel(), e_grad.ravel())[0, 1]) if e_rem.std() > 1e-7 and e_grad.std() > 1e-7 else 0.0
+    low_b = cv2.GaussianBlur(base_c, (0, 0), 2.0)
+    low_o = cv2.GaussianBlur(out_c, (0, 0), 2.0)
+    sat = lambda im: float(np.mean(im.max(2) - im.min(2)))  # noqa: E731
+    vec = [
+        ref.niqe - niqe(out),
+        *((ref.scores[k] - scores[k]) / SCALES[k] for k in KINDS),
+        min(psnr(low_o, low_b), 60.0) / 10.0,
+        float(np.std(removed)) * 255.0 / ref.sigma,
+        leak,
+        float(np.log(_grad(yo) / _grad(yb))),
+        float(np.median(yo) - np.median(yb)) * 4.0,
+        float(np.log((yo.std() + 1e-3) / (yb.std() + 1e-3))),
+        float(np.mean((out_c <= 0.005) | (out_c >= 0.995))) * 10.0,
+        (sat(out_c) - sat(base_c)) * 10.0,
+        abs(float(np.median(yo)) - 0.45) * 4.0,
+        min(psnr(_coarse(out), _coarse(ref.base)), 60.0) / 10.0,
+        float(np.log((cv2.Laplacian(yo, cv2.CV_32F).var() + 1e-8) / (cv2.Laplacian(yb, cv2.CV_32F).var() + 1e-8))),
+    ]
+    return np.nan_to_num(np.asarray(vec, np.float64), nan=0.0, posinf=6.0, neginf=-6.0)

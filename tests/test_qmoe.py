@@ -1,0 +1,57 @@
+"""The learned offline Q-MoE: centred on "do nothing", prefers real improvements, ranks experts sensibly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import photo
+
+from fourkagent import degrade
+from fourkagent.imaging import psnr
+from fourkagent.scoring.learned import fit, predict, shipped_model
+from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, gain_to_q, score_candidates
+from fourkagent.tools.registry import MAIN_REGISTRY
+
+CLEAN = photo("coffee")[:192, 100:292]
+
+
+def test_gain_mapping_is_centred() -> None:
+    assert gain_to_q(0.0) == 0.5 and gain_to_q(3.0) > 0.8 and gain_to_q(-3.0) < 0.2
+    assert gain_to_q(-0.1) > DEFAULT_THRESHOLD > gain_to_q(-1.0)
+
+
+def test_shipped_model_covers_every_step_with_tools() -> None:
+    steps = shipped_model()["steps"]
+    for step in ("denoising", "deraining", "dehazing", "motion deblurring", "defocus deblurring",
+                 "jpeg compression artifact removal", "brightening", "super-resolution", "super-resolution_2x"):
+        assert step in steps, step
+
+
+def test_denoised_beats_doing_nothing() -> None:
+    noisy = degrade.add_noise(CLEAN, 25, seed=4)
+    den = MAIN_REGISTRY.get("denoise_nlm")(noisy)
+    assert psnr(den, CLEAN) > psnr(noisy, CLEAN) + 2
+    s_den, s_none = score_candidates([den, noisy], noisy, "denoising", "fidelity")
+    assert s_den.score > DEFAULT_THRESHOLD and s_den.score > s_none.score
+    assert s_none.components["predicted_gain_db"] < s_den.components["predicted_gain_db"]
+
+
+def test_neural_sr_beats_interpolation_on_a_held_out_view() -> None:
+    view = np.ascontiguousarray(np.fliplr(CLEAN))  # flipped: not one of the training views
+    lr = degrade.downscale(view, 4)
+    outs = {t: MAIN_REGISTRY.get(t)(lr) for t in ("sr_lanczos_x4", "sr_span_x4")}
+    if any(MAIN_REGISTRY.get(t).unavailable_reason() for t in outs):
+        pytest.skip("SPAN weights not installed")
+    assert psnr(outs["sr_span_x4"], view) > psnr(outs["sr_lanczos_x4"], view)
+    s_lz, s_span = score_candidates(list(outs.values()), lr, "super-resolution", "fidelity")
+    assert s_span.score > s_lz.score
+
+
+def test_model_is_anchored_at_doing_nothing() -> None:
+    rng = np.random.default_rng(0)
+    dx = rng.normal(size=(400, 5))
+    y = 2.0 * dx[:, 0] - 1.0 * dx[:, 1] ** 2
+    model = fit(dx, y, ridge=1.0)
+    assert abs(float(predict(model, np.zeros((1, 5)))[0])) < 1e-9
+    pred = predict(model, dx)
+    assert np.corrcoef(pred, y)[0, 1] > 0.95
