@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -114,25 +115,37 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 
 def cmd_perceive(args: argparse.Namespace) -> int:
-    from fourkagent.imageio import load_image
+    from fourkagent.context import Context
+    from fourkagent.imageio import load_image, pad_to_min
     from fourkagent.perception.offline import perceive_offline
+    from fourkagent.perception.vlm import perceive_vlm, plan_with_vlm, vlm_configured
     from fourkagent.planning.agenda import build_steps, upscale_factor
-    from fourkagent.planning.order import order_steps
+    from fourkagent.planning.order import PAIRWISE_EXPERIENCE, order_steps
     from fourkagent.profiles import load_profile
 
+    ctx = Context(home=args.home or "")
     img, info = load_image(args.image)
+    img = pad_to_min(img)  # detectors need a few pixels: tiny/thin inputs are padded as in a run
     profile = load_profile(args.profile)
-    res = perceive_offline(img)
+    res = perceive_offline(img, ctx.iqa_metrics) | {"perceiver": "offline"}
+    if vlm_configured(ctx) and not args.offline:  # the VLM when one is configured, whatever the profile
+        res = perceive_vlm(img, res, ctx)
     res["factor"] = upscale_factor(info.width, info.height, profile)
     present = [d["kind"] for d in res["degradations"] if d["present"]]
-    res["agenda"] = order_steps(build_steps(present, res["factor"], profile))
+    steps = build_steps(present, res["factor"], profile)
+    order, note = plan_with_vlm(res, "vlm", steps, (), PAIRWISE_EXPERIENCE, ctx)
+    res["agenda"] = order or order_steps(steps)
+    if note:
+        res |= {"planner": "vlm" if order else "offline", "planner_note": note}
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         print(res["description"])
         for d in res["degradations"]:
-            print(f"  {d['kind']:<26} {d['severity']:<10} conf={d['confidence']:.2f}")
-        print("IQA: " + ", ".join(f"{k}={v}" for k, v in res["iqa"].items()))
+            conf = "–" if d.get("confidence") is None else f"{d['confidence']:.2f}"
+            print(f"  {d['kind']:<26} {d['severity']:<10} conf={conf}")
+        print("IQA: " + ", ".join(f"{k}={'unavailable' if isinstance(v, dict) else v}" for k, v in res["iqa"].items()))
+        print(f"perceiver: {res['perceiver']}" + (f" ({res['perceiver_note']})" if res.get("perceiver_note") else ""))
         print("agenda: " + " -> ".join(res["agenda"]))
     return 0
 
@@ -150,6 +163,49 @@ def cmd_experience(args: argparse.Namespace) -> int:
     for step, v in summ["steps"].items():
         tools = ", ".join(f"{t} {n}" for t, n in sorted(summ["winning_tools"].get(step, {}).items(), key=lambda x: -x[1]))
         print(f"  {step:<34} passed {v['passed']}/{v['tried']}  winners: {tools}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fourkagent.bench.run import run_from_args
+
+    return run_from_args(args)
+
+
+def _bar(label: str, done: int, total: int | None) -> None:
+    if total:
+        n = int(30 * done / total)
+        text = f"\r{label} [{'#' * n}{'.' * (30 - n)}] {done / 2**20:7.1f}/{total / 2**20:.1f} MiB"
+    else:
+        text = f"\r{label} {done / 2**20:7.1f} MiB"
+    print(text, end="\n" if total and done >= total else "", file=sys.stderr, flush=True)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fourkagent.models import store
+    from fourkagent.context import Context
+    from fourkagent.models.catalogue import MODELS
+
+    model_dir = args.model_dir or Context(home=args.home or "").model_dir
+    if args.models_cmd == "add":
+        item = store.add(args.file, args.name, model_dir=model_dir, category=args.category)
+        print(f"installed {item.name} ({item.arch} x{item.scale}, {item.category}) -> {item.path}")
+        return 0
+    if args.models_cmd == "pull":
+        names = list(args.names) + [m.name for m in MODELS if args.all and m.category == args.all and m.direct]
+        if not names:
+            raise FourKError("models pull needs NAME... or --all CATEGORY (see `4kagent models`)")
+        for path in store.pull(names, args.base_url, model_dir=model_dir, progress=None if args.quiet else _bar):
+            print(f"installed {path}")
+        return 0
+    rows = store.listing(model_dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        size = f"{r['approx_mb']:.0f}MB" if r.get("approx_mb") else "?"
+        mark = "yes" if r["installed"] else ("BROKEN: " + r["problem"] if r.get("problem") else "no")
+        print(f"{r['name']:<26} {r['category']:<34} x{r['scale']} {r['arch']:<11} {size:>7}  installed={mark}  {r['licence']}")
     return 0
 
 
@@ -179,11 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("image")
     pe.add_argument("-p", "--profile", help="profile (for the factor and agenda)")
     pe.add_argument("--json", action="store_true")
+    pe.add_argument("--offline", action="store_true", help="use the offline detectors even when a VLM is configured")
     pe.set_defaults(fn=cmd_perceive)
     ex = sub.add_parser("experience", help="summarise what past runs learned")
     ex.add_argument("--url", help="SQLAlchemy URL of the store (default SQLite in the home directory)")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(fn=cmd_experience)
+    from fourkagent.bench import add_arguments as add_bench_arguments
+
+    be = sub.add_parser("bench", help="benchmark the agent against baselines on real photos")
+    add_bench_arguments(be)
+    be.set_defaults(fn=cmd_bench)
+    mo = sub.add_parser("models", help="list, add or pull external model weights")
+    mo.add_argument("--json", action="store_true")
+    mo.add_argument("--model-dir", help="model directory (default $FOURKAGENT_MODEL_DIR or <home>/models)")
+    mo.set_defaults(fn=cmd_models, models_cmd=None)
+    msub = mo.add_subparsers(dest="models_cmd")
+    ma = msub.add_parser("add", help="verify a local weights file and install it")
+    ma.add_argument("file")
+    ma.add_argument("--name", help="catalogue name, or a name for a file outside the catalogue")
+    ma.add_argument("--category", help="the paper's category, for a non-SR file outside the catalogue")
+    mp = msub.add_parser("pull", help="download catalogue weights (models or metrics) by name")
+    mp.add_argument("names", nargs="*")
+    mp.add_argument("--all", metavar="CATEGORY", help="every directly downloadable model of a category")
+    mp.add_argument("--base-url", help="mirror to fetch the files from instead of the official URLs")
+    mp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -193,13 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except FourKError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; resume with `{PROG} restore --resume RUN_ID`", file=sys.stderr)
         return 130
     except MemoryError:
         print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 3
+    except OSError as exc:  # disk full, permissions... on the work directory or checkpoint database
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 3
+    except sqlite3.Error as exc:
+        print(f"{PROG}: error: checkpoint database: {' '.join(str(exc).split())}", file=sys.stderr)
         return 3
 
 

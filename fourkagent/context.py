@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fourkagent.errors import RunError
+
 
 def default_home() -> str:
     """``$FOURKAGENT_HOME`` or ``~/.fourkagent``: runs, checkpoints and experience live here."""
@@ -21,6 +23,10 @@ class Context:
     vlm_base_url: str = field(default="", metadata={"description": "OpenAI-compatible endpoint for the VLM perceiver."})
     vlm_model: str = field(default="", metadata={"description": "Model name at that endpoint."})
     vlm_api_key: str = field(default="", metadata={"description": "API key for the endpoint (any string for local servers)."})
+    vlm_timeout: float = field(default=0.0, metadata={"description": "Seconds per VLM call before falling back (0 = 60)."})
+    iqa_metrics: str = field(
+        default="", metadata={"description": "Comma-separated NR-IQA metrics to report (default clipiqa+,topiq_nr,musiq,niqe,piqe)."}
+    )
     threads: int = field(default=0, metadata={"description": "CPU threads for tools (0 = all cores)."})
     review_plan: bool = field(
         default=False, metadata={"description": "Pause after the first plan so a person can approve or edit it."}
@@ -43,6 +49,14 @@ class Context:
         self.vlm_base_url = self.vlm_base_url or env("FOURKAGENT_VLM_BASE_URL", "")
         self.vlm_model = self.vlm_model or env("FOURKAGENT_VLM_MODEL", "")
         self.vlm_api_key = self.vlm_api_key or env("FOURKAGENT_VLM_API_KEY", "")
+        timeout = self.vlm_timeout or env("FOURKAGENT_VLM_TIMEOUT", "") or 60.0
+        try:
+            self.vlm_timeout = float(timeout)
+        except ValueError:
+            self.vlm_timeout = -1.0
+        if not self.vlm_timeout > 0:
+            raise RunError(f"the VLM timeout must be a positive number of seconds, got {timeout!r}")
+        self.iqa_metrics = self.iqa_metrics or env("FOURKAGENT_IQA_METRICS", "")
         self.threads = self.threads or int(env("FOURKAGENT_THREADS", "0") or 0)
         self.experience_url = self.experience_url or env(
             "FOURKAGENT_EXPERIENCE_URL", f"sqlite:///{Path(self.home) / 'experience.sqlite'}"

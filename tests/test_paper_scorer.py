@@ -46,3 +46,18 @@ def test_scores_and_winner_match_a_hand_computation() -> None:
 def test_missing_weights_are_named() -> None:
     with pytest.raises(MissingWeightsError, match="hpsv2.1, maniqa"):
         require({"hpsv2.1": None, "clipiqa+": object(), "maniqa": None, "musiq": object(), "niqe": object()})
+
+
+def test_paper_profile_without_weights_fails_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import photo, write
+
+    src = write(tmp_path, "in.png", photo("chelsea")[:32, :32])
+    prof = tmp_path / "paper.yaml"
+    prof.write_text("upscale_to_4k: false\nscale_factor: 2\nReflection: hpsv2+metric\n")
+    res = subprocess.run([sys.executable, "-m", "fourkagent.cli", "restore", str(src), "-o", str(tmp_path / "o.png"),
+                          "-p", str(prof)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "paper scorer" in res.stderr and "hpsv2" in res.stderr

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from fourkagent.context import Context
-from fourkagent.imageio import atomic_write, save_image
+from fourkagent.imageio import atomic_write, write_output
 from fourkagent.nodes._common import store_of, timed
+from fourkagent.planning.agenda import step_scale
+from fourkagent.report.html import html_path_for, write_html_report
 from fourkagent.report.json_report import build_report, summary
 from fourkagent.state.schema import State
 
@@ -39,14 +42,21 @@ def record_experience(state: State, report: dict[str, Any], ctx: Context) -> str
 def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Save the final image (16-bit when the input was, for PNG/TIFF) and the report."""
     out_path = state.get("output_path") or str(Path(state["run_dir"]) / "output.png")
-    img = store_of(state).get(state["tree"][state["cursor"]]["artifact"])
-    save_image(img, out_path, bits=int(state["input_info"].get("bits", 8)))
+    store, info = store_of(state), state["input_info"]
+    img = store.get(state["tree"][state["cursor"]]["artifact"])
+    factor = math.prod(step_scale(s) for s in state.get("all_steps", []))
+    quality = int((state.get("options") or {}).get("quality", 95))
+    img, notes = write_output(img, out_path, info, factor, store, quality)  # crop, alpha, ICC, 16-bit
     report = build_report(state, out_path)
+    report["output"]["size"] = [img.shape[1], img.shape[0]]
+    report["warnings"] = [*info.get("warnings", []), *notes]
     rpath = report_path_for(out_path)
     ctx = runtime.context if runtime.context is not None else Context()
     report["experience"] = {"used": state.get("experience", {}).get("source"),
                             "this_run": record_experience(state, report, ctx)}
-    text = summary(report)
+    text = summary(report) + "".join(f"\nwarning: {w}" for w in report["warnings"])
     report["summary"] = text
+    report["report_html"] = str(html_path_for(out_path))
     atomic_write(rpath, json.dumps(report, indent=2, default=str).encode())
+    write_html_report(report, store_of(state), report["report_html"], output=img)
     return {"output_path": out_path, "report_path": str(rpath), "summary": text}

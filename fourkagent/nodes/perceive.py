@@ -10,9 +10,14 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from fourkagent.context import Context
-from fourkagent.imageio import check_output_path, load_image
+from fourkagent.imageio import (
+    check_not_input, check_output_path, check_output_pixels, pad_to_min, read_image, store_icc,
+)
+from fourkagent.imaging import Image, as_image
+from fourkagent.faces.pipeline import reference_faces
 from fourkagent.nodes._common import timed
 from fourkagent.perception.offline import perceive_offline
+from fourkagent.perception.vlm import perceive_vlm
 from fourkagent.planning.agenda import upscale_factor
 from fourkagent.planning.search import ROOT
 from fourkagent.profiles import load_profile
@@ -31,38 +36,69 @@ def _run_key(state: State) -> str:
     return f"anon-{digest[:16]}"
 
 
+def old_photo_first(img: Image, store: ArtifactStore) -> tuple[Image, str, list[dict[str, Any]]]:
+    """Scratch/dust repair and fade correction before perception; failures leave the input as is."""
+    from fourkagent.errors import FourKError
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    try:
+        fixed = MAIN_REGISTRY.get("oldphoto_restore")(img)
+    except FourKError as exc:
+        return img, store.put(img), [{"tool": "oldphoto_restore", "error": str(exc)}]
+    aid = store.put(fixed)
+    return store.get(aid), aid, [{"tool": "oldphoto_restore", "artifact": aid}]
+
+
 @timed("perceive")
 def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Resolve the profile, store the input, and perceive it (offline detectors; VLM when configured)."""
     ctx = runtime.context if runtime.context is not None else Context()
     profile = load_profile(state.get("profile"))
+    if profile.scorer == "paper":
+        from fourkagent.scoring.paper import require_installed
+
+        require_installed()
     options = state.get("options") or {}
     if state.get("output_path"):
         check_output_path(state["output_path"], overwrite=bool(options.get("overwrite", False)))
-    img, info = load_image(state["input_path"])
+        check_not_input(state["input_path"], state["output_path"])
+    loaded = read_image(state["input_path"])
+    info = loaded.info
+    factor = upscale_factor(info.width, info.height, profile)
+    check_output_pixels(state["input_path"], info.width, info.height, factor)  # refuse before any work
     run_dir = Path(ctx.home) / "runs" / _run_key(state)
     store = ArtifactStore(run_dir / "artifacts")
-    aid = store.put(img)
+    aid = store.put(pad_to_min(loaded.image))  # tiny/thin inputs: padded here, cropped back in finalize
     img = store.get(aid)
-    perception = perceive_offline(img)
+    extra: dict[str, Any] = {"artifact": aid, "work_size": [img.shape[1], img.shape[0]]}
+    if loaded.alpha is not None:  # upscaled apart and re-attached by finalize
+        extra["alpha_artifact"] = store.put(as_image(loaded.alpha))
+    if loaded.icc is not None:
+        extra["icc"] = store_icc(store.root, loaded.icc)
+    preprocess: list[dict[str, Any]] = []
+    if profile.old_photo_restoration:  # the reference repairs old photos once, before perception
+        img, root_aid, preprocess = old_photo_first(img, store)
+    else:
+        root_aid = aid
+    perception = perceive_offline(img, ctx.iqa_metrics)
     perception["perceiver"] = "offline"
-    if profile.perceiver == "vlm":
-        perception["perceiver_note"] = (
-            "profile asks for a VLM perceiver; none is configured (set FOURKAGENT_VLM_BASE_URL), "
-            "used the offline detectors"
-        )
-    perception["factor"] = upscale_factor(info.width, info.height, profile)
+    perception["preprocess"] = preprocess
+    if profile.perceiver == "vlm":  # the VLM's verdicts, or offline with a note saying why not
+        perception = perceive_vlm(img, perception, ctx)
+    perception["factor"] = factor
+    face_refs = {"face_refs": reference_faces(img)} if profile.face_restore else {}  # identity references
     root = {
-        "id": ROOT, "parent": None, "step": None, "tool": None, "artifact": aid, "score": None,
-        "width": info.width, "height": info.height, "children": {}, "failed": False, "best": None,
+        "id": ROOT, "parent": None, "step": None, "tool": None, "artifact": root_aid, "score": None,
+        "width": img.shape[1], "height": img.shape[0], "children": {}, "failed": False, "best": None,
     }
     return {
         "run_dir": str(run_dir),
         "profile_data": profile.model_dump(),
-        "input_info": info.to_dict() | {"artifact": aid},
+        "input_info": info.to_dict() | extra,
         "perception": perception,
         "tree": {ROOT: root},
         "cursor": ROOT,
         "rollbacks": [],
         "compromise": False,
+        **face_refs,
     }

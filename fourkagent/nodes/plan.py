@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from pydantic import AfterValidator, WithJsonSchema
 
 from fourkagent.context import Context
 from fourkagent.errors import RunError
 from fourkagent.nodes._common import emit, profile_of, timed
 from fourkagent.planning.agenda import SR4, build_steps
+from fourkagent.perception.vlm import plan_with_vlm
 from fourkagent.planning.order import PAIRWISE_EXPERIENCE, order_steps
 from fourkagent.profiles.model import RESTORE_TASKS
 from fourkagent.state.schema import State
@@ -35,6 +38,12 @@ def wants_review(state: State, runtime: Runtime[Context], key: str) -> bool:
 def is_approval(answer: Any) -> bool:
     """A resume value that keeps the proposal as it is: ``True`` or ``"approve"``."""
     return answer is True or (isinstance(answer, str) and answer.strip().lower() == "approve")
+
+
+def answer_type(parse: Callable[[Any], Any], schema: dict[str, Any]) -> Any:
+    """An ``interrupt`` response type that runs ``parse`` on the resume value before LangGraph stores it,
+    so a rejected answer raises ``parse``'s error and the same interrupt can be answered again."""
+    return Annotated[Any, AfterValidator(parse), WithJsonSchema(schema)]
 
 
 def check_plan(steps: Any, planned: list[str]) -> list[str]:
@@ -73,10 +82,13 @@ def review_plan(state: State, update: dict[str, Any]) -> dict[str, Any]:
         ],
         "valid_steps": list(RESTORE_TASKS),
         "resume_with": 'true or "approve" to run this plan, or a list of steps to run instead, in order',
-    })
-    if is_approval(answer):
+    }, response_schema=answer_type(
+        lambda a: True if is_approval(a) else check_plan(a, update["all_steps"]),
+        {"anyOf": [{"const": True}, {"const": "approve"}, {"type": "array", "items": {"enum": list(RESTORE_TASKS)}}]},
+    ))
+    if answer is True:
         return {}
-    edited = check_plan(answer, update["all_steps"])
+    edited = list(answer)
     return {"all_steps": edited, "agenda": edited, "options": {**(state.get("options") or {}), "plan": edited}}
 
 
@@ -105,8 +117,12 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         update["all_steps"] = pending = check_plan(options["plan"], update["all_steps"])
     if options.get("plan") is not None and pending and pending[0] not in tried:
         update["agenda"] = list(pending)  # a fixed plan keeps its order until one of its steps fails
-    else:
-        update["agenda"] = order_steps(pending, avoid_first=tried, experience=loads_table(exp))
+    else:  # the VLM planner when the run perceived with the VLM, else (or on a bad answer) the offline one
+        table, ctx = loads_table(exp), runtime.context if runtime.context is not None else Context()
+        order, note = plan_with_vlm(perception, profile.perceiver, pending, tried, table, ctx)
+        update["agenda"] = order or order_steps(pending, avoid_first=tried, experience=table)
+        if note:
+            update["perception"] = {**perception, "planner": "vlm" if order else "offline", "planner_note": note}
     if "all_steps" in update and wants_review(state, runtime, "review_plan"):
         update |= review_plan(state, update)
     emit({"event": "plan", "agenda": update["agenda"]})

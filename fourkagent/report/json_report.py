@@ -27,16 +27,44 @@ def timings(state: State) -> dict[str, Any]:
     """Seconds per node and per tool, summed over the run (including resumed parts)."""
     per_node: dict[str, float] = defaultdict(float)
     per_tool: dict[str, float] = defaultdict(float)
+    tool_runs: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
     for e in state.get("events", []):
         if "tool" in e:
             per_tool[e["tool"]] += e["seconds"]
+            tool_runs.append({"step": e.get("step"), "tool": e["tool"], "seconds": e["seconds"]})
         elif "seconds" in e:
             per_node[e["node"]] += e["seconds"]
+        elif "fast4k_dropped" in e:
+            dropped.append({"step": e.get("step"), "tools": e["fast4k_dropped"]})
     return {
         "per_node": {k: round(v, 3) for k, v in per_node.items()},
         "per_tool": {k: round(v, 3) for k, v in per_tool.items()},
         "total_nodes": round(sum(per_node.values()), 3),
+        "total_tools": round(sum(per_tool.values()), 3),
+        "tool_runs": tool_runs,
+        "fast4k_dropped": dropped,
+        "note": "finalize (which writes this report) is not included",
     }
+
+
+def face_section(state: State) -> dict[str, Any]:
+    """The face stage record, always ``{status, reason, faces: [...], ...}``."""
+    rec = dict(state.get("faces") or {"status": "skipped", "reason": "face restoration disabled by the profile"})
+    rec.setdefault("status", "skipped")
+    rec.setdefault("reason", "")
+    rec["faces"] = list(rec.get("faces") or [])
+    return rec
+
+
+def faces_line(faces: dict[str, Any]) -> str:
+    """One summary line for the face stage: status, reason and the experts chosen with their drift."""
+    line = f"faces: {faces['status']} ({faces['reason']})"
+    chosen = [
+        f"{f['chosen']}" + (f" drift {f['identity_drift_deg']:.1f}°" if f.get("identity_drift_deg") is not None else "")
+        for f in faces["faces"] if f.get("action") == "restored"
+    ]
+    return line + (": " + "; ".join(chosen) if chosen else "")
 
 
 def build_report(state: State, output_path: str) -> dict[str, Any]:
@@ -44,6 +72,7 @@ def build_report(state: State, output_path: str) -> dict[str, Any]:
     tree = state["tree"]
     return {
         "fourkagent_version": __version__,
+        "run_dir": state.get("run_dir"),
         "input": state["input_info"],
         "output": {"path": output_path, "size": [tree[state["cursor"]]["width"], tree[state["cursor"]]["height"]]},
         "profile": state["profile_data"],
@@ -53,7 +82,7 @@ def build_report(state: State, output_path: str) -> dict[str, Any]:
         "rollbacks": state.get("rollbacks", []),
         "compromise": state.get("compromise", False),
         "tree": tree,
-        "faces": state.get("faces") or {"status": "skipped", "reason": "face restoration disabled by the profile"},
+        "faces": face_section(state),
         "timings": timings(state),
     }
 
@@ -71,6 +100,6 @@ def summary(report: dict[str, Any]) -> str:
         lines.append("  no step was needed")
     if report["rollbacks"]:
         lines.append(f"rollbacks: {len(report['rollbacks'])}" + (" (compromise)" if report["compromise"] else ""))
-    lines.append(f"faces: {report['faces'].get('reason') or report['faces'].get('status')}")
+    lines.append(faces_line(report["faces"]))
     lines.append(f"time in nodes: {report['timings']['total_nodes']:.1f} s")
     return "\n".join(lines)

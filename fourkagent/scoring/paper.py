@@ -69,3 +69,34 @@ def require(available: Mapping[str, object | None], with_metrics: bool = True) -
             f"the paper scorer needs {', '.join(missing)}, not installed here; install their weights "
             "(`4kagent models pull` where you have internet) or use the offline scorer (scorer: offline)"
         )
+
+
+def missing_pieces() -> list[str]:
+    """What this machine lacks for the paper scorer (empty when everything is installed)."""
+    import importlib.util
+
+    from fourkagent.perception.iqa import unavailable_reason
+
+    missing = []
+    if importlib.util.find_spec("hpsv2") is None:
+        missing.append("hpsv2.1 (pip install hpsv2, plus its HPS_v2.1 weights)")
+    for name in ("clipiqa+", "musiq"):
+        reason = unavailable_reason(name)
+        if reason:
+            missing.append(f"{name} ({reason})")
+    missing.append("maniqa (its pyiqa weights are not yet wired into fourkagent)")
+    return missing
+
+
+def require_installed() -> None:
+    """Fail early, in one line, when a profile asks for the paper scorer on a machine that lacks it.
+
+    Raises:
+        MissingWeightsError: naming every missing piece.
+    """
+    missing = missing_pieces()
+    if missing:
+        raise MissingWeightsError(
+            "the paper scorer (scorer: paper / Reflection: hpsv2+metric) needs " + "; ".join(missing)
+            + " — use scorer: offline, the default"
+        )

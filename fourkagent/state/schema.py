@@ -64,7 +64,13 @@ class State(InputState, OutputState, total=False):
     """Every rollback: {step, from_node, best_score, threshold, reason, action}."""
     compromise: bool
     """True once every ordering failed and the run continued from the best image seen."""
+    face_refs: dict[str, Any]
+    """Identity references from the low-quality input (perceive, face profiles only):
+    ``{size: [w, h], detector, embedder, faces: [{box, landmarks, score, detector, embedding (128 floats)}],
+    error?}``."""
     faces: dict[str, Any]
-    """Face stage record: detections, per-face results, or the skip reason."""
+    """Face stage record ``{status: done | skipped, reason, faces: [...], detector, embedder, ...}``; each
+    face: ``box``, ``landmarks``, ``reference``, ``action`` (restored | kept | skipped), ``reason``,
+    ``chosen`` expert, ``score``, ``identity_drift_deg``, ``candidates`` (expert, score, components, rejected)."""
     events: Annotated[list[dict[str, Any]], operator.add]
     """Append-only log of node and tool timings: {node, seconds, ...}."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourkagent.tools import pretrained
-from fourkagent.tools.base import ToolRegistry
+from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.classical import brighten, deblur, dehaze, denoise, derain, jpeg, oldphoto, sr
 
 TOOL_MODULES = (sr, pretrained, denoise, brighten, deblur, dehaze, derain, jpeg, oldphoto)
@@ -15,7 +15,20 @@ def build_main_registry() -> ToolRegistry:
     reg = ToolRegistry()
     for module in TOOL_MODULES:
         reg.add(*module.TOOLS)
+    reg.add(*_user_model_tools(reg))
     return reg
+
+
+def _user_model_tools(reg: ToolRegistry) -> list[Tool]:
+    """Tools from weights in the user model directory; a broken directory or file never breaks the registry
+    (a broken file shows as an unavailable tool with its reason)."""
+    try:
+        from fourkagent.models.external import external_tools
+        from fourkagent.models.store import default_model_dir
+
+        return [t for t in external_tools(default_model_dir()) if t.name not in reg]
+    except Exception:  # noqa: BLE001 - optional extras must not take the shipped tools down
+        return []
 
 
 MAIN_REGISTRY = build_main_registry()
