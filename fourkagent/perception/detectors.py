@@ -29,6 +29,7 @@ import numpy as np
 
 from fourkagent.imaging import Image, as_image, luma
 from fourkagent.perception import measures as M
+from fourkagent.perception import spectral as S
 
 SEVERITIES: tuple[str, ...] = ("very low", "low", "medium", "high", "very high")
 KINDS: tuple[str, ...] = (
@@ -122,11 +123,11 @@ class _Analysis:
         gray = luma(M.bounded(self.img, 1024))
         if min(gray.shape) < 48 or float(gray.std()) < 1e-4:  # too small or flat for spectral analysis
             return dict(_NEUTRAL_BLUR)
-        p, pn, n = M.power_spectrum(gray, self.noise)
+        p, pn, n = S.power_spectrum(gray, self.noise)
         grid = self.jpeg["jpeg_quality_est"] > 0
-        sb = M.spectral_blur(p, pn, n, jpeg_grid=grid)
-        cs = M.cepstral_shape(M.cepstrum(p, pn, jpeg_grid=grid))
-        rs = M.resampling_period(M.bounded(gray, 512))
+        sb = S.spectral_blur(p, pn, n, jpeg_grid=grid)
+        cs = S.cepstral_shape(S.cepstrum(p, pn, jpeg_grid=grid))
+        rs = S.resampling_period(M.bounded(gray, 512))
         sec = sb.pop("sector_cutoff")
         fc = sb["cutoff"]
         st = self.streaks
@@ -142,7 +143,7 @@ class _Analysis:
         # motion: one cepstral ray (kernel length) along the most attenuated spectral direction
         i = int(cs["ray_angle"] // 15) % 12
         along = sec[i]
-        across = M.spectral_blur(p, pn, n, grid, wedge=(cs["ray_angle"] + 90.0) % 180.0)["cutoff"]
+        across = S.spectral_blur(p, pn, n, grid, wedge=(cs["ray_angle"] + 90.0) % 180.0)["cutoff"]
         aniso = along / max(sec[(i + 6) % 12], 1e-6)
         if cs["ray_excess"] >= 3.0:
             mlen = cs["ray_radius"]

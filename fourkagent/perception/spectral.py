@@ -1,0 +1,169 @@
+"""Spectral blur analysis for the detectors: power spectrum, cepstrum, blur shape, resampling period."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fourkagent.perception.measures import crops
+
+_HANN: dict[int, np.ndarray] = {}
+
+
+def power_spectrum(gray: np.ndarray, noise: float, size: int = 256, count: int = 6) -> tuple[np.ndarray, float, int]:
+    """Welch power spectrum (Hann window) of native-resolution crops; also the white-noise power per bin."""
+    n = min(size, gray.shape[0], gray.shape[1])
+    n -= n % 2
+    if n not in _HANN:
+        _HANN[n] = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+    win = _HANN[n]
+    p = np.zeros((n, n), np.float64)
+    cs = crops(gray, n, count)
+    if len(cs) == 1:  # small image: overlapping corner + centre crops
+        h, w = gray.shape
+        pos = {(0, 0), (h - n, 0), (0, w - n), (h - n, w - n), ((h - n) // 2, (w - n) // 2)}
+        cs = [gray[y : y + n, x : x + n] for y, x in pos]
+    for c in cs:
+        c = c[:n, :n]
+        p += np.abs(np.fft.fft2((c - c.mean()) * win)) ** 2
+    p /= len(cs)
+    pn = (noise / 255.0) ** 2 * float((win**2).sum())
+    return p, pn, n
+
+
+def cepstrum(p: np.ndarray, pn: float, jpeg_grid: bool = False) -> np.ndarray:
+    """Real cepstrum of the noise-compensated power spectrum, centred (fftshift).
+
+    With ``jpeg_grid`` the spectral lines of the 8x8 block grid (k/8 cycles/px) are first replaced by
+    the mean of their neighbours so that the grid does not imprint a lattice on the cepstrum.
+    """
+    if jpeg_grid:
+        n = p.shape[0]
+        p = p.copy()
+        for k in range(1, 8):
+            c = round(k * n / 8)
+            for axis in (0, 1):
+                for i in (c - 1, c, c + 1):
+                    lo, hi = np.take(p, (i - 3) % n, axis=axis), np.take(p, (i + 3) % n, axis=axis)
+                    idx = [slice(None)] * 2
+                    idx[axis] = i % n
+                    p[tuple(idx)] = 0.5 * (lo + hi)
+    ps = np.maximum(p - pn, 0.0) + 0.25 * pn + 1e-12 * p.max() + 1e-24
+    return np.fft.fftshift(np.real(np.fft.ifft2(np.log(ps))))
+
+
+def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
+    """Sample a centred map on a (angle, radius) grid: angles over [0, 180) degrees, radii 0..rmax-1."""
+    n = c.shape[0]
+    th = np.arange(n_ang) * np.pi / n_ang
+    r = np.arange(rmax, dtype=np.float64)
+    mx = (n // 2 + np.cos(th)[:, None] * r[None, :]).astype(np.float32)
+    my = (n // 2 - np.sin(th)[:, None] * r[None, :]).astype(np.float32)
+    return cv2.remap(c.astype(np.float32), mx, my, cv2.INTER_LINEAR)
+
+
+def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
+                  wedge: float | None = None) -> dict[str, float]:
+    """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector."""
+    f = np.fft.fftfreq(n)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    rad = np.hypot(fx, fy)
+    ps = np.maximum(p - pn, 0.0) * rad**2
+    valid = rad > 0
+    if jpeg_grid:  # block-grid harmonics at k/8 cycles/px are not content
+        for k in range(1, 5):
+            valid &= (np.abs(np.abs(fx) - k / 8) > 1.5 / n) & (np.abs(np.abs(fy) - k / 8) > 1.5 / n)
+    edges = np.linspace(0.0, 0.5, 41)
+    ang = np.degrees(np.arctan2(-fy, fx)) % 180.0  # y up, like the cepstral ray angle
+    rb = np.clip(np.digitize(rad, edges) - 1, 0, 39)
+    sb = (ang // 15).astype(int) % 12
+
+    def profile(mask: np.ndarray) -> np.ndarray:
+        num = np.bincount(rb[mask], ps[mask], minlength=40)
+        den = np.bincount(rb[mask], minlength=40)
+        return num / np.maximum(den, 1)
+
+    praw = np.bincount(rb[valid], p[valid], minlength=40) / np.maximum(np.bincount(rb[valid], minlength=40), 1)
+    reliable = praw > 3.0 * pn  # signal clearly above the white-noise floor
+    last = 40 if reliable.all() else max(int(np.argmin(reliable)), 4)
+
+    def cutoff(prof: np.ndarray) -> float:
+        rel = prof / (prof[1:5].mean() + 1e-20)  # reference band 0.0125 - 0.0625 cycles/px
+        for i in range(4, last):
+            if rel[i] < 0.1:
+                lo = max(rel[i - 1], 0.1)
+                t = float(np.clip((lo - 0.1) / max(lo - rel[i], 1e-12), 0.0, 1.0))
+                return float(edges[i - 1] + 0.0125 * (0.5 + t))
+        return 0.5  # no cut-off before the noise floor: treat as sharp
+
+    prof = profile(valid)
+    fc = cutoff(prof)
+    sec = np.array([cutoff(profile(valid & (sb == s))) for s in range(12)])
+    if wedge is not None:  # narrow (+-4 degree) wedge around one frequency direction
+        d = np.abs((ang - wedge + 90.0) % 180.0 - 90.0)
+        return {"cutoff": cutoff(profile(valid & (d <= 4.0)))}
+    return {
+        "cutoff": fc,
+        "noise_limit": float(edges[last]) if last < 40 else 0.5,
+        "sector_cutoff": sec,
+    }
+
+
+def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
+    """Ray (motion), ring (defocus) and axis-cross (separable resampling) strengths of cepstral dips."""
+    q = -_polar(cep, rmax)[:, 3:]  # dips of the cepstrum are positive here; skip the centre
+    scale = 1.4826 * np.median(np.abs(q - np.median(q))) + 1e-9
+    ray = q.max(axis=1) / scale
+    best = int(np.argmax(ray))
+    dist = np.minimum(np.abs(np.arange(90) - best), 90 - np.abs(np.arange(90) - best))
+    other = ray[dist >= 10].max()
+    med = np.median(q, axis=0)
+    ring = med / scale
+    # separable resampling (bicubic up-scaling) puts its cepstral energy on the two image axes
+    aq = np.abs(q - med)
+    axis = float(0.5 * (aq[[89, 0, 1]].max(axis=0) + aq[44:47].max(axis=0)).mean() / (np.median(aq, axis=0).mean() + 1e-9))
+    return {
+        "ray_z": float(ray[best]),
+        "ray_excess": float(ray[best] - other),
+        "ray_angle": float(best * 2.0),
+        "ray_radius": float(3 + int(np.argmax(q[best]))),
+        "ring_z": float(ring.max()),
+        "ring_radius": float(3 + int(np.argmax(ring))),
+        "axis_z": axis,
+        "offaxis_z": float(np.median(ray)),
+    }
+
+
+# ------------------------------------------------------------------------------------- haze/rain
+
+
+def resampling_period(gray: np.ndarray) -> dict[str, float]:
+    """Periodic second-difference energy left by integer-factor interpolation (up-scaled content).
+
+    For each axis, |second difference| is averaged per pixel phase modulo f (f = 2..6); the strength is
+    the spread of the phase means relative to their mean. An 8x8 JPEG grid is a single-phase spike
+    modulo 8 and does not repeat with period 2 or 4, so periods must repeat inside the 8-profile
+    (period 8 itself is left out: it cannot be told from a JPEG grid).
+    """
+    out = {}
+    best_f, best_s = 0, 0.0
+    if min(gray.shape) < 24:
+        return {"resample_period": 0.0, "resample_strength": 0.0}
+    for axis in (1, 0):
+        d = np.abs(np.diff(gray.astype(np.float32), n=2, axis=axis)).mean(axis=1 - axis)
+        m = float(d.mean()) + 1e-6
+        s8 = np.array([d[k::8].mean() for k in range(8)])
+        scores = {}
+        for f in range(2, 7):
+            prof = np.array([d[k::f].mean() for k in range(f)])
+            s = (prof.max() - prof.min()) / m
+            if f in (2, 4):  # must repeat inside the modulo-8 profile (a JPEG grid does not)
+                rep = np.abs(s8 - np.roll(s8, f)).max() / m
+                s = max(0.0, s - rep)
+            scores[f] = s
+        out[axis] = scores
+    for f in range(2, 7):
+        s = min(out[0][f], out[1][f])
+        if s > best_s * 1.3:
+            best_f, best_s = f, s
+    return {"resample_period": float(best_f), "resample_strength": float(best_s)}
