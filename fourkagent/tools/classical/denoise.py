@@ -22,7 +22,7 @@ def nlm(img: Image, sigma: float | None = None) -> Image:
     if s < 1.0:
         return img
     search = 21 if img.shape[0] * img.shape[1] <= 1 << 20 else 11
-    h = float(np.clip(0.8 * s, 2.0, 40.0))
+    h = float(np.clip(0.65 * s, 2.0, 40.0))  # 0.65σ: best mean PSNR over σ 15-35 on 8 photos
     bgr = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR)
     out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, search)
     return as_image(cv2.cvtColor(out, cv2.COLOR_BGR2RGB))
