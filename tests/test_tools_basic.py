@@ -65,3 +65,28 @@ def test_structured_tool_creates_artifact(tmp_path) -> None:
     assert (res["width"], res["height"]) == (SMALL.shape[1] * 2, SMALL.shape[0] * 2)
     assert store.path(res["artifact_id"]).exists()
     assert "error" in tools["denoise_nlm"].invoke({"artifact_id": "0" * 64})
+
+
+def test_fake_tool_calling_model_calls_a_wrapped_tool(tmp_path) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    store = ArtifactStore(tmp_path)
+    aid = store.put(SMALL)
+    tools = structured_tools(MAIN_REGISTRY, store)
+
+    class Scripted(FakeMessagesListChatModel):
+        def bind_tools(self, tools, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return self
+
+    call = {"name": "sr_backprojection_x2", "args": {"artifact_id": aid}, "id": "call-1", "type": "tool_call"}
+    model = Scripted(responses=[AIMessage(content="", tool_calls=[call])]).bind_tools(tools)
+    ai = model.invoke([HumanMessage(content="make it twice as large")])
+    by_name = {t.name: t for t in tools}
+    (tc,) = ai.tool_calls
+    out = by_name[tc["name"]].invoke(tc)  # a ToolCall in, a ToolMessage out, as an agent loop does
+    import json
+
+    result = json.loads(out.content)
+    assert result["artifact_id"] != aid and store.path(result["artifact_id"]).exists()
+    assert store.get(result["artifact_id"]).shape == (SMALL.shape[0] * 2, SMALL.shape[1] * 2, 3)
