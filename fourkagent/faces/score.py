@@ -29,7 +29,7 @@ import numpy as np
 from fourkagent.faces.identity import angle_deg, embed_aligned, embedder_unavailable
 from fourkagent.imaging import Image, resize
 from fourkagent.scoring.niqe import niqe
-from fourkagent.scoring.qmoe import STEP_TARGET, WEIGHTS, fidelity, naturalness, residual, target_score
+from fourkagent.scoring.heuristic import STEP_TARGET, WEIGHTS, fidelity, naturalness, residual, target_score
 
 MAX_DRIFT_DEG = 20.0
 """Identity drift above this is an identity change. dlib descriptor angles measured here: a face vs its

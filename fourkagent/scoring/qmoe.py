@@ -83,19 +83,3 @@ def score_candidates(outs: list[Image], inp: Image, step: str, priority: str = "
     for o in outs:
         scorer.add(o)
     return scorer.scores()
-
-
-# hand-set components, shared with the face stage
-from fourkagent.scoring.heuristic import (  # noqa: E402
-    STEP_TARGET,
-    WEIGHTS,
-    fidelity,
-    naturalness,
-    residual,
-    target_score,
-)
-
-__all__ = [
-    "DEFAULT_THRESHOLD", "STEP_TARGET", "WEIGHTS", "Score", "StepScorer", "fidelity", "gain_to_q",
-    "naturalness", "residual", "score_candidates", "target_score",
-]
