@@ -86,7 +86,7 @@ def rain(img: Image, density: float, length: int = 15, angle: float = 75.0, seed
 
 def darken(img: Image, scale: float, gamma: float = 1.5) -> Image:
     """Low-light: compress exposure by ``scale`` after a gamma curve."""
-    return as_image(scale * np.power(img, gamma))
+    return as_image(scale * np.power(np.clip(img, 0.0, 1.0), gamma))
 
 
 def jpeg(img: Image, quality: int) -> Image:

@@ -23,8 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent import degrade  # noqa: E402
-from fourkagent.imaging import as_image, psnr  # noqa: E402
-from fourkagent.tools.classical import deblur, dehaze, derain, jpeg, oldphoto  # noqa: E402
+from fourkagent.imaging import as_image, psnr, resize, y_channel  # noqa: E402
+from fourkagent.planning.agenda import DEGRADATION_TO_STEP  # noqa: E402
+from fourkagent.tools.classical import oldphoto  # noqa: E402
+from fourkagent.tools.registry import MAIN_REGISTRY  # noqa: E402
 
 SKIMAGE_PHOTOS = (
     "astronaut",
@@ -43,14 +45,11 @@ SKIMAGE_PHOTOS = (
 )
 """Real photographs in skimage.data (moon is a 2x pixel-replicated scan: used at native size)."""
 
-CASES = (
-    ("dehazing", dehaze.TOOLS, "haze"),
-    ("deraining", derain.TOOLS, "rain"),
-    ("motion deblurring", [t for t in deblur.TOOLS if t.spec.category == "motion deblurring"], "motion blur"),
-    ("defocus deblurring", [t for t in deblur.TOOLS if t.spec.category == "defocus deblurring"], "defocus blur"),
-    ("jpeg compression artifact removal", jpeg.TOOLS, "jpeg compression artifact"),
-    ("old photo restoration", oldphoto.TOOLS, "old photo"),
-)
+CASES = [
+    *((step, MAIN_REGISTRY.for_step(step), kind) for kind, step in DEGRADATION_TO_STEP.items()),
+    ("old photo restoration", MAIN_REGISTRY.for_step("old photo restoration"), "old photo"),
+]
+"""(category, its available tools, the degradation it removes) for every restoration category."""
 
 
 def _fit(a: np.ndarray, size: int) -> np.ndarray:
@@ -107,7 +106,7 @@ def main() -> None:
     levels = (3,) if args.quick else (2, 3, 4)
     if args.quick:
         photos = dict(list(photos.items())[:5])
-    big = cv2.resize(load_photos(512)["astronaut"], (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    big = as_image(cv2.resize(load_photos(512)["astronaut"], (1024, 1024), interpolation=cv2.INTER_CUBIC))
     print(f"{len(photos)} photos ({', '.join(photos)}), crop {args.size}px, levels {levels}\n")
     head = "| category | tool | " + " | ".join(f"dPSNR L{lv}" for lv in levels)
     head += " | mean dPSNR | mean dSSIM | worst dPSNR | clean PSNR median/min | s/MP |"
@@ -136,6 +135,27 @@ def main() -> None:
                 f"{np.min(allp):+.2f} | {np.median(cl):.1f}/{np.min(cl):.1f} | {sec:.2f} |"
             )
     print("\nclean PSNR: output vs. the undegraded input (99 = unchanged); s/MP on a 1024x1024 level-3 image.")
+    sr_table(photos, big)
+
+
+def sr_table(photos: dict[str, np.ndarray], big: np.ndarray) -> None:
+    """Clean SR: Y-PSNR gain over bicubic per tool, and seconds per output megapixel."""
+    print("\n| SR tool | scale | preference | Y-PSNR gain over bicubic (dB) | worst photo | s per output MP |")
+    print("|---|---|---|---|---|---|")
+    for scale in (4, 2):
+        for tool in MAIN_REGISTRY.for_step("super-resolution", scale):
+            gains = []
+            for img in photos.values():
+                h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
+                hr = img[:h, :w]
+                lr = degrade.downscale(hr, scale)
+                base = resize(lr, (w, h), "cubic")
+                gains.append(psnr(y_channel(tool(lr)), y_channel(hr), scale) - psnr(y_channel(base), y_channel(hr), scale))
+            small = cv2.resize(big, (256, 256), interpolation=cv2.INTER_AREA)
+            t0 = time.perf_counter()
+            tool(small)
+            sec = (time.perf_counter() - t0) / ((256 * scale) ** 2 / 1e6)
+            print(f"| {tool.name} | x{scale} | {tool.spec.preference} | {np.mean(gains):+.2f} | {np.min(gains):+.2f} | {sec:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,305 @@
+"""Diffusion-based perceptual SR experts (OSEDiff / PiSA-SR one-step, DiffBIR-like multi-step) via diffusers.
+
+A pipeline folder in the user model dir is in diffusers format::
+
+    <model_dir>/<name>/unet/                       UNet2DConditionModel (config.json + weights)
+    <model_dir>/<name>/vae/                        AutoencoderKL
+    <model_dir>/<name>/scheduler/                  scheduler_config.json (DDPM / DDIM / ...)
+    <model_dir>/<name>/prompt_embeds.safetensors   key "prompt_embeds", (1, L, D): the text-encoder output
+                                                   of the conditioning prompt (precomputed once, so no text
+                                                   encoder is loaded at run time)
+
+Both wrappers bicubic-upscale the LR image, VAE-encode it and denoise in latent space. The UNet sees
+only latent tiles (``latent_tile`` with ``latent_overlap``); the tiles' model outputs are blended with
+the cross-fade weights of :mod:`fourkagent.models.tiling` (zero next to a tile's inner edge, then linear)
+before every scheduler step, so seams are blended and a 4096² output never
+needs the whole latent in the UNet. The VAE runs with diffusers' own tiling. CUDA + fp16 when available,
+else CPU fp32; everything under ``torch.inference_mode()``; noise comes from a seeded CPU
+``torch.Generator`` so results do not depend on the device's RNG.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fourkagent.errors import MissingWeightsError, ToolError
+from fourkagent.imaging import Image, resize
+from fourkagent.models.tiling import _ramp, tile_spans
+
+if TYPE_CHECKING:
+    import torch
+
+PROMPT_FILE = "prompt_embeds.safetensors"
+"""The precomputed prompt embedding inside a pipeline folder."""
+SUBFOLDERS = ("unet", "vae", "scheduler")
+"""The diffusers components a pipeline folder must hold."""
+DEFAULT_LATENT_TILE = 96
+"""Latent tile side (768 px for SD's 8× VAE)."""
+DEFAULT_LATENT_OVERLAP = 32
+"""Latent pixels shared by neighbouring tiles."""
+
+
+def missing_reason(folder: Path) -> str | None:
+    """Why the pipeline in ``folder`` cannot run here (diffusers absent, folder or part missing), or ``None``."""
+    if importlib.util.find_spec("diffusers") is None:
+        return "needs diffusers (pip install diffusers)"
+    if not folder.is_dir():
+        return f"no diffusers pipeline folder at {folder} (install unet/, vae/, scheduler/, {PROMPT_FILE} there)"
+    missing = [s + "/" for s in SUBFOLDERS if not (folder / s).is_dir()]
+    if not (folder / PROMPT_FILE).is_file():
+        missing.append(PROMPT_FILE)
+    if missing:
+        return f"{folder} lacks {', '.join(missing)}"
+    return None
+
+
+def save_prompt_embedding(folder: str | Path, embeds: torch.Tensor) -> Path:
+    """Write a precomputed prompt embedding ``(1, L, D)`` (e.g. the CLIP text encoder's output) into ``folder``."""
+    from safetensors.torch import save_file
+
+    path = Path(folder) / PROMPT_FILE
+    save_file({"prompt_embeds": embeds.detach().float().cpu().contiguous()}, str(path))
+    return path
+
+
+def pick_device() -> tuple[str, torch.dtype]:
+    """CUDA with fp16 when available, else CPU with fp32."""
+    import torch
+
+    return ("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
+def _aligned_spans(length: int, tile: int, overlap: int, mult: int) -> list[tuple[int, int]]:
+    """``tile_spans`` on a grid of ``mult`` (``length`` must be a multiple of ``mult``)."""
+    spans = tile_spans(length // mult, max(1, tile // mult), -(-overlap // mult))
+    return [(a * mult, b * mult) for a, b in spans]
+
+
+def _weights(spans: list[tuple[int, int]], i: int, trim: int) -> np.ndarray:
+    """1-D blend weights of tile ``i`` given its neighbours' overlaps."""
+    a, b = spans[i]
+    lead = spans[i - 1][1] - a if i else 0
+    trail = b - spans[i + 1][0] if i + 1 < len(spans) else 0
+    return _ramp(b - a, lead, trail, trim)
+
+
+class DiffusionSR:
+    """Shared loading, tiling and VAE code of the one-step and the multi-step wrapper."""
+
+    def __init__(self, unet: Any, vae: Any, scheduler: Any, prompt_embeds: torch.Tensor, *, scale: int = 4,
+                 device: str | None = None, dtype: torch.dtype | None = None,
+                 latent_tile: int = DEFAULT_LATENT_TILE, latent_overlap: int = DEFAULT_LATENT_OVERLAP,
+                 vae_tile: int | None = None) -> None:
+        """Wrap loaded components; ``vae_tile`` (pixels) overrides the VAE's own tile size."""
+        dev, dt = pick_device()
+        self.device, self.dtype = device or dev, dtype or dt
+        self.vae_dtype = _vae_dtype(vae.config, self.dtype)
+        self.unet = _placed(unet, self.device, self.dtype)
+        self.vae = _placed(vae, self.device, self.vae_dtype)
+        self.vae.enable_tiling()
+        self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        if vae_tile:
+            self.vae.tile_sample_min_size = int(vae_tile)
+            self.vae.tile_latent_min_size = int(vae_tile) // self.vae_factor
+        self.unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+        self.scheduler = scheduler
+        self.prompt_embeds = prompt_embeds.to(self.device, self.dtype)
+        self.scale, self.latent_tile, self.latent_overlap = scale, int(latent_tile), int(latent_overlap)
+        self.latent_channels = int(vae.config.latent_channels)
+        self.sf = float(getattr(vae.config, "scaling_factor", 1.0))
+        self.lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **kwargs: Any) -> DiffusionSR:
+        """Load a diffusers-format folder (local files only; see the module doc).
+
+        Raises:
+            MissingWeightsError: diffusers is absent or the folder is incomplete.
+            ToolError: a component fails to load.
+        """
+        folder = Path(folder)
+        reason = missing_reason(folder)
+        if reason:
+            raise MissingWeightsError(reason)
+        try:
+            import diffusers
+            from safetensors.torch import load_file
+
+            dtype = kwargs.setdefault("dtype", pick_device()[1])
+            opts: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False}
+            unet = diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **opts)
+            vae_cfg = diffusers.AutoencoderKL.load_config(folder, subfolder="vae", local_files_only=True)
+            vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=_vae_dtype(vae_cfg, dtype),
+                                                          **opts)
+            cfg = diffusers.DDIMScheduler.load_config(folder, subfolder="scheduler", local_files_only=True)
+            sched_cls = getattr(diffusers, str(cfg.get("_class_name", "DDIMScheduler")), diffusers.DDIMScheduler)
+            scheduler = sched_cls.from_config(cfg)
+            embeds = load_file(str(folder / PROMPT_FILE))["prompt_embeds"]
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
+            raise ToolError(f"cannot load diffusion pipeline {folder}: {type(exc).__name__}: {exc}") from exc
+        if embeds.ndim != 3 or embeds.shape[-1] != unet.config.cross_attention_dim:
+            raise ToolError(f"{folder / PROMPT_FILE}: shape {tuple(embeds.shape)}, expected "
+                            f"(1, L, {unet.config.cross_attention_dim})")
+        return cls(unet, vae, scheduler, embeds, **kwargs)
+
+    # -- pixel <-> latent -------------------------------------------------------------------------
+    def _prepare(self, img: Image) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Bicubic-upscale, reflect-pad to the model grid; returns (1, 3, H', W') in [-1, 1] and the output size."""
+        import torch
+
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ToolError(f"expected an HxWx3 image, got shape {arr.shape}")
+        h, w = arr.shape[0] * self.scale, arr.shape[1] * self.scale
+        up = resize(arr, (w, h), "cubic") if self.scale != 1 else arr
+        m = self.vae_factor * self.unet_factor
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            up = np.pad(up, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
+        x = torch.from_numpy(np.ascontiguousarray(up.transpose(2, 0, 1)))[None]
+        return x.mul(2.0).sub(1.0), (h, w)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """VAE-encode (tiled) to the latent mean, scaled; float32 on the device."""
+        dist = self.vae.encode(x.to(self.device, self.vae_dtype)).latent_dist
+        return dist.mode().float() * self.sf
+
+    def decode(self, z: torch.Tensor, size: tuple[int, int]) -> Image:
+        """VAE-decode (tiled), crop to ``size`` (h, w); float32 HxWx3 in [0, 1]."""
+        y = self.vae.decode((z / self.sf).to(self.vae_dtype)).sample.float()
+        y = y[0, :, : size[0], : size[1]].add(1.0).div(2.0).clamp(0.0, 1.0)
+        return np.ascontiguousarray(y.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+
+    # -- tiled UNet -------------------------------------------------------------------------------
+    def tiled_unet(self, z: torch.Tensor, t: Any, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The UNet's output on ``z`` (optionally concatenated with ``cond``), tile by tile, cross-faded."""
+        import torch
+
+        _, _, h, w = z.shape
+        tile, ov, m = self.latent_tile, min(self.latent_overlap, self.latent_tile // 2), self.unet_factor
+        ys, xs = _aligned_spans(h, tile, ov, m), _aligned_spans(w, tile, ov, m)
+        trim = 3 * ov // 8  # as in fourkagent.models.tiling: a tile's outermost shared pixels get weight 0
+        out = torch.zeros((1, self.latent_channels, h, w), dtype=torch.float32, device=z.device)
+        acc = torch.zeros((1, 1, h, w), dtype=torch.float32, device=z.device)
+        for iy, (y0, y1) in enumerate(ys):
+            wy = _weights(ys, iy, trim)
+            for ix, (x0, x1) in enumerate(xs):
+                wx = _weights(xs, ix, trim)
+                inp = z[:, :, y0:y1, x0:x1]
+                if cond is not None:
+                    inp = torch.cat([inp, cond[:, :, y0:y1, x0:x1]], dim=1)
+                eps = self.unet(inp.to(self.dtype), t, encoder_hidden_states=self.prompt_embeds).sample.float()
+                wt = torch.from_numpy(np.outer(wy, wx)).to(z.device)[None, None]
+                out[:, :, y0:y1, x0:x1].addcmul_(eps[:, : self.latent_channels], wt)
+                acc[:, :, y0:y1, x0:x1].add_(wt)
+        return out.div_(acc.clamp_min_(1e-8))
+
+    def __call__(self, img: Image, seed: int = 0) -> Image:
+        """Super-resolve ``img`` (float32 HxWx3 RGB in [0, 1]) by ``scale``."""
+        import torch
+
+        with self.lock, torch.inference_mode():
+            x, size = self._prepare(img)
+            gen = torch.Generator("cpu").manual_seed(int(seed))
+            return self.decode(self.denoise(self.encode(x), gen), size)
+
+    def denoise(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Map the LR latent to the restored latent (subclasses)."""
+        raise NotImplementedError
+
+
+def _vae_dtype(config: Any, dtype: torch.dtype) -> torch.dtype:
+    """fp32 for a VAE whose config asks to be upcast (``force_upcast``), else ``dtype``."""
+    import torch
+
+    upcast = config.get("force_upcast", False) if isinstance(config, dict) else getattr(config, "force_upcast", False)
+    return torch.float32 if bool(upcast) else dtype
+
+
+def _placed(model: Any, device: str, dtype: torch.dtype) -> Any:
+    """``model`` on ``device`` in ``dtype`` (cast only when needed), in eval mode."""
+    if next(model.parameters()).dtype != dtype:
+        model = model.to(dtype=dtype)
+    return model.to(device).eval()
+
+
+def _x0(sched: Any, model_out: torch.Tensor, z: torch.Tensor, t: int) -> torch.Tensor:
+    """The clean-latent estimate from a model output at timestep ``t`` (epsilon / v / sample prediction)."""
+    a = sched.alphas_cumprod[int(t)].to(z)
+    kind = sched.config.get("prediction_type", "epsilon")
+    if kind == "epsilon":
+        return (z - (1 - a).sqrt() * model_out) / a.sqrt()
+    if kind == "v_prediction":
+        return a.sqrt() * z - (1 - a).sqrt() * model_out
+    if kind == "sample":
+        return model_out
+    raise ToolError(f"unsupported scheduler prediction_type {kind!r}")
+
+
+class OneStepSR(DiffusionSR):
+    """OSEDiff / PiSA-SR: the LR latent is treated as the noisy latent at one fixed timestep and denoised
+    in a single UNet evaluation (deterministic: no noise is drawn)."""
+
+    def __init__(self, *args: Any, timestep: int = 999, **kwargs: Any) -> None:
+        """``timestep``: the fixed timestep of the one denoising step (OSEDiff and PiSA-SR use 999)."""
+        super().__init__(*args, **kwargs)
+        self.timestep = int(timestep)
+
+    def denoise(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One tiled UNet step at ``timestep`` and the scheduler's x0 formula."""
+        import torch
+
+        t = torch.tensor([self.timestep], device=z.device)
+        return _x0(self.scheduler, self.tiled_unet(z, t), z, self.timestep)
+
+
+class MultiStepSR(DiffusionSR):
+    """DiffBIR-like: start from noised LR latents and run ``steps`` scheduler steps, the UNet seeing the
+    LR latent concatenated to its input (its ``in_channels`` is twice the VAE's latent channels)."""
+
+    def __init__(self, *args: Any, steps: int = 50, strength: float = 1.0, **kwargs: Any) -> None:
+        """``strength`` in (0, 1]: the fraction of the schedule run (1 = start at the noisiest scheduled step)."""
+        super().__init__(*args, **kwargs)
+        if self.unet.config.in_channels != 2 * self.latent_channels:
+            raise ToolError(f"multi-step SR needs a UNet with {2 * self.latent_channels} input channels "
+                            f"(noisy latent + LR latent), this one has {self.unet.config.in_channels}")
+        self.steps, self.strength = int(steps), float(strength)
+
+    def denoise(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """``steps`` scheduler steps from the LR latent noised to the starting timestep."""
+        import torch
+
+        sched = self.scheduler
+        sched.set_timesteps(self.steps, device=z.device)
+        timesteps = sched.timesteps[max(0, int(round(self.steps * (1.0 - self.strength)))):]
+        noise = torch.randn(z.shape, generator=gen, dtype=torch.float32).to(z.device)
+        lat = sched.add_noise(z, noise, timesteps[:1]).float()
+        for t in timesteps:
+            out = self.tiled_unet(sched.scale_model_input(lat, t), t, cond=z)
+            lat = sched.step(out, t, lat, generator=gen).prev_sample.float()
+        return lat
+
+
+_KINDS: dict[str, type[DiffusionSR]] = {"one-step": OneStepSR, "multi-step": MultiStepSR}
+_cache: dict[tuple[str, str, str], DiffusionSR] = {}
+_cache_lock = threading.Lock()
+
+
+def load_cached(folder: Path, kind: str, **kwargs: Any) -> DiffusionSR:
+    """Load (once per folder and kind) a ``one-step`` or ``multi-step`` wrapper."""
+    key = (str(folder.resolve()), kind, repr(sorted(kwargs.items())))
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _KINDS[kind].from_pretrained(folder, **kwargs)
+        return _cache[key]
+
+
+def clear_cache() -> None:
+    """Forget loaded pipelines (frees their memory)."""
+    with _cache_lock:
+        _cache.clear()
