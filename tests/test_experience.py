@@ -68,3 +68,23 @@ def test_plan_node_uses_the_store(tmp_path: Path) -> None:
     res2 = run(str(src), str(tmp_path / "o2.png"), "AerSR-s4-F", context=Context(use_experience=False))
     report2 = json.loads(Path(res2["report_path"]).read_text())
     assert report2["tree"]["n1"]["step"] == "denoising" and report2["experience"]["used"] == "paper"
+
+
+def test_winning_tools_come_first_and_a_budget_runs_only_them(tmp_path: Path, noisy_small) -> None:
+    src, _ = noisy_small
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    store = ExperienceStore(url)
+    for _ in range(3):  # on noisy images, the wavelet denoiser won before
+        run_rec = {"profile": "t", "signature": ["noise"], "width": 8, "height": 8, "steps": ["denoising", SR4],
+                   "order": ["denoising"], "tools": ["denoise_wavelet"], "scores": [0.9], "rollbacks": 0,
+                   "compromise": False, "seconds": 1.0}
+        store.record(run_rec, [{"step": "denoising", "before": [], "after": [SR4], "tool": "denoise_wavelet",
+                                "score": 0.9, "passed": True}])
+    res = run(str(src), str(tmp_path / "b.png"), "AerSR-s4-F", options={"max_tools": 1},
+              context=Context(experience_url=url))
+    report = json.loads(Path(res["report_path"]).read_text())
+    den = next(t for t in report["trajectory"] if t["step"] == "denoising")
+    assert [c["tool"] for c in den["candidates"]] == ["denoise_wavelet"]
+    assert report["experience"]["used"] == "store"
+    sr = next(t for t in report["trajectory"] if t["step"] == SR4)
+    assert len(sr["candidates"]) == 1  # the budget applies to every step; no SR wins recorded: registry order

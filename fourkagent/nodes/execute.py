@@ -36,6 +36,18 @@ def select_tools(registry: ToolRegistry, step: str, profile: Profile, long_side:
     return tools, dropped
 
 
+def prefer_by_experience(tools: list[Tool], step: str, state: State) -> tuple[list[Tool], list[str]]:
+    """Tools that won most often on similar images first (they also win Q-MoE ties); with the run option
+    ``max_tools`` only that many run, and the names of the others are returned."""
+    wins = (state.get("experience") or {}).get("tool_wins", {}).get(step, {})
+    ranked = sorted(tools, key=lambda t: -wins.get(t.name, 0.0))  # stable: registry order among equals
+    budget = (state.get("options") or {}).get("max_tools")
+    if budget is None or int(budget) >= len(ranked):
+        return ranked, []
+    keep = max(1, int(budget))
+    return ranked[:keep], [t.name for t in ranked[keep:]]
+
+
 def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
     """Build the execute node bound to a tool registry."""
 
@@ -48,6 +60,7 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
         node = state["tree"][state["cursor"]]
         img = store.get(node["artifact"])
         tools, dropped = select_tools(registry, step, profile, max(img.shape[:2]))
+        tools, skipped = prefer_by_experience(tools, step, state)
         candidates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         for tool in tools:
@@ -68,6 +81,8 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
             emit({"event": "tool_end", "step": step, **record})
         if dropped:
             events.append({"node": "execute", "step": step, "fast4k_dropped": dropped})
+        if skipped:
+            events.append({"node": "execute", "step": step, "budget_skipped": skipped})
         return {"candidates": candidates, "events": events}
 
     return execute

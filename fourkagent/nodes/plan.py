@@ -20,14 +20,18 @@ from fourkagent.state.schema import State
 from fourkagent.store.experience import ExperienceStore, dumps_table, loads_table
 
 
-def experience_table(signature: list[str], ctx: Context) -> tuple[list[list[Any]], str]:
-    """Pairwise ordering experience for this signature: the store blended with the paper's, or the paper's alone."""
+def experience_table(signature: list[str], ctx: Context, steps: list[str] | None = None) -> dict[str, Any]:
+    """What past runs on similar images teach: pairwise ordering failure rates (the store blended with the
+    paper's, or the paper's alone) and, per step, how often each tool won."""
     if ctx.use_experience:
         try:
-            return dumps_table(ExperienceStore(ctx.experience_url).pairwise(signature)), "store"
+            store = ExperienceStore(ctx.experience_url)
+            wins = {s: store.tool_wins(signature, s) for s in dict.fromkeys(steps or [])}
+            return {"source": "store", "pairwise": dumps_table(store.pairwise(signature)), "tool_wins": wins}
         except Exception as exc:  # an unreachable store must not stop a run
-            return dumps_table(PAIRWISE_EXPERIENCE), f"paper (experience store unavailable: {type(exc).__name__})"
-    return dumps_table(PAIRWISE_EXPERIENCE), "paper"
+            source = f"paper (experience store unavailable: {type(exc).__name__})"
+            return {"source": source, "pairwise": dumps_table(PAIRWISE_EXPERIENCE), "tool_wins": {}}
+    return {"source": "paper", "pairwise": dumps_table(PAIRWISE_EXPERIENCE), "tool_wins": {}}
 
 
 def wants_review(state: State, runtime: Runtime[Context], key: str) -> bool:
@@ -106,9 +110,9 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         present = [d["kind"] for d in perception["degradations"] if d.get("present")]
         steps = build_steps(present, perception["factor"], profile)
         ctx = runtime.context if runtime.context is not None else Context()
-        table, source = experience_table(sorted(present), ctx)
-        update |= {"all_steps": steps, "experience": {"source": source, "pairwise": table}}
-        pending, exp = steps, table
+        experience = experience_table(sorted(present), ctx, steps)
+        update |= {"all_steps": steps, "experience": experience}
+        pending, exp = steps, experience["pairwise"]
     else:
         pending, exp = state.get("agenda", []), state["experience"]["pairwise"]
     tried = set() if state.get("compromise") else set(state["tree"][state["cursor"]]["children"])

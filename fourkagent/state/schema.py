@@ -18,10 +18,11 @@ class InputState(TypedDict, total=False):
     profile: str | dict[str, Any]
     """A predefined profile name, a YAML path, or an inline mapping (``base`` + overrides)."""
     options: dict[str, Any]
-    """Per-run overrides: ``overwrite`` (bool), ``threshold`` (float), ``keep_candidates`` (bool),
+    """Per-run overrides: ``overwrite`` (bool), ``threshold`` (float), ``quality`` (JPEG/WebP, int),
     ``review_plan`` (bool: pause after the first plan for approval or an edited plan; needs a checkpointer),
     ``review_compromise`` (bool: pause after a rollback compromise; resume ``"approve"`` or ``"stop"``),
-    ``plan`` (list of steps: a fixed plan run in this order; a plan review's edit is stored here)."""
+    ``plan`` (list of steps: a fixed plan run in this order; a plan review's edit is stored here),
+    ``max_tools`` (int: run only the experts that won most often on similar images, this many per step)."""
 
 
 class OutputState(TypedDict, total=False):
@@ -46,8 +47,8 @@ class State(InputState, OutputState, total=False):
     all_steps: list[str]
     """The multiset of steps this run must apply (restoration + SR), fixed after the first plan."""
     experience: dict[str, Any]
-    """Pairwise ordering experience used by this run ({source, pairwise: [[a, b, fail a first, fail b first]]}),
-    read once at the first plan so re-plans and resumes are deterministic."""
+    """Experience used by this run: {source, pairwise: [[a, b, fail a first, fail b first]], tool_wins:
+    {step: {tool: weight}}}, read once at the first plan so re-plans and resumes are deterministic."""
     agenda: list[str]
     """Remaining steps from the cursor, in planned order (first = next to execute)."""
     tree: dict[str, dict[str, Any]]
