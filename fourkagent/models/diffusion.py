@@ -29,7 +29,7 @@ import numpy as np
 
 from fourkagent.errors import MissingWeightsError, ToolError
 from fourkagent.imaging import Image, resize
-from fourkagent.models.tiling import _ramp, tile_spans
+from fourkagent.models.tiling import span_weights, tile_spans
 
 if TYPE_CHECKING:
     import torch
@@ -78,14 +78,6 @@ def _aligned_spans(length: int, tile: int, overlap: int, mult: int) -> list[tupl
     """``tile_spans`` on a grid of ``mult`` (``length`` must be a multiple of ``mult``)."""
     spans = tile_spans(length // mult, max(1, tile // mult), -(-overlap // mult))
     return [(a * mult, b * mult) for a, b in spans]
-
-
-def _weights(spans: list[tuple[int, int]], i: int, trim: int) -> np.ndarray:
-    """1-D blend weights of tile ``i`` given its neighbours' overlaps."""
-    a, b = spans[i]
-    lead = spans[i - 1][1] - a if i else 0
-    trail = b - spans[i + 1][0] if i + 1 < len(spans) else 0
-    return _ramp(b - a, lead, trail, trim)
 
 
 class DiffusionSR:
@@ -187,9 +179,9 @@ class DiffusionSR:
         out = torch.zeros((1, self.latent_channels, h, w), dtype=torch.float32, device=z.device)
         acc = torch.zeros((1, 1, h, w), dtype=torch.float32, device=z.device)
         for iy, (y0, y1) in enumerate(ys):
-            wy = _weights(ys, iy, trim)
+            wy = span_weights(ys, iy, trim)
             for ix, (x0, x1) in enumerate(xs):
-                wx = _weights(xs, ix, trim)
+                wx = span_weights(xs, ix, trim)
                 inp = z[:, :, y0:y1, x0:x1]
                 if cond is not None:
                     inp = torch.cat([inp, cond[:, :, y0:y1, x0:x1]], dim=1)

@@ -66,6 +66,15 @@ def _ramp(size: int, lead: int, trail: int, trim: int) -> np.ndarray:
     return w
 
 
+def span_weights(spans: list[tuple[int, int]], i: int, trim: int, scale: int = 1) -> np.ndarray:
+    """1-D blend weights of tile ``i`` of ``spans`` (input pixels) at output ``scale``, given the overlaps
+    it shares with its neighbours."""
+    a, b = spans[i]
+    lead = spans[i - 1][1] - a if i else 0
+    trail = b - spans[i + 1][0] if i + 1 < len(spans) else 0
+    return _ramp((b - a) * scale, lead * scale, trail * scale, trim * scale)
+
+
 def tiled_forward(
     module: torch.nn.Module,
     x: torch.Tensor,
@@ -98,13 +107,9 @@ def tiled_forward(
         out: torch.Tensor | None = None
         acc_w = torch.zeros((1, 1, h * scale, w * scale), dtype=torch.float32)
         for iy, (y0, y1) in enumerate(ys):
-            lead_y = ys[iy - 1][1] - y0 if iy > 0 else 0
-            trail_y = y1 - ys[iy + 1][0] if iy + 1 < len(ys) else 0
-            wy = _ramp((y1 - y0) * scale, lead_y * scale, trail_y * scale, trim * scale)
+            wy = span_weights(ys, iy, trim, scale)
             for ix, (x0, x1) in enumerate(xs):
-                lead_x = xs[ix - 1][1] - x0 if ix > 0 else 0
-                trail_x = x1 - xs[ix + 1][0] if ix + 1 < len(xs) else 0
-                wx = _ramp((x1 - x0) * scale, lead_x * scale, trail_x * scale, trim * scale)
+                wx = span_weights(xs, ix, trim, scale)
                 y = module(x[:, :, y0:y1, x0:x1].to(device)).float().cpu()
                 if out is None:
                     out = torch.zeros((1, y.shape[1], h * scale, w * scale), dtype=torch.float32)
