@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent import degrade  # noqa: E402
-from fourkagent.imaging import as_image, resize  # noqa: E402
+from fourkagent.imaging import resize  # noqa: E402
+from fourkagent.photos import decode, photo_sources  # noqa: E402
 from fourkagent.perception.detectors import KINDS, detect_all  # noqa: E402
 
 PHOTOS = (
@@ -36,12 +37,7 @@ SHORT = {"noise": "noise", "motion blur": "motion", "defocus blur": "defocus", "
 
 def load_photo(name: str, max_side: int = 512) -> np.ndarray:
     """A scikit-image sample photo as the internal type, centre-cropped to ``max_side`` (pixel scale kept)."""
-    import skimage.data
-
-    a = getattr(skimage.data, name)()
-    if isinstance(a, tuple):
-        a = a[0]
-    img = as_image(a)
+    img = decode(photo_sources([name])[name])
     h, w = img.shape[:2]
     y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
     return np.ascontiguousarray(img[y0 : y0 + max_side, x0 : x0 + max_side])

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fourkagent import degrade
+from fourkagent.photos import sample_photos
 from fourkagent.imaging import Image, psnr, resize
 from fourkagent.scoring.dataset import KINDS, cross_validate, evaluate, generate
 from fourkagent.scoring.features import NAMES
@@ -137,7 +138,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    photos = degrade.sample_photos(max_side=args.side)
+    photos = sample_photos(max_side=args.side)
     if args.data and Path(args.data).exists():
         data = dict(np.load(args.data, allow_pickle=False))
     else:
@@ -149,7 +150,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.agent_cases:
-        rows, chain = agentic(degrade.sample_photos(max_side=args.agent_side), args.agent_cases)
+        rows, chain = agentic(sample_photos(max_side=args.agent_side), args.agent_cases)
         print("## Agentic value\n\n" + agentic_table(rows, chain) + "\n")
         (out / "qmoe_agentic.json").write_text(json.dumps({"rows": rows, "best_chain": chain}, indent=1))
     print(f"total {time.perf_counter() - t0:.0f} s on {os.cpu_count()} cores")

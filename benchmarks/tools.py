@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import as_image, psnr, resize, y_channel  # noqa: E402
+from fourkagent.photos import decode, photo_sources  # noqa: E402
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP  # noqa: E402
 from fourkagent.tools.classical import oldphoto  # noqa: E402
 from fourkagent.tools.registry import MAIN_REGISTRY  # noqa: E402
@@ -60,28 +61,13 @@ def _fit(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_photos(size: int) -> dict[str, np.ndarray]:
-    """Real photos as float RGB, centre-cropped to ``size``."""
-    import skimage.data as data
-
+    """Real photos as float RGB, centre-cropped to ``size`` (moon is used at half size: it is a 2x scan)."""
     out: dict[str, np.ndarray] = {}
-    for name in SKIMAGE_PHOTOS:
-        try:
-            a = getattr(data, name)()
-        except Exception:  # pragma: no cover - missing optional data file
+    for name, loader in photo_sources(SKIMAGE_PHOTOS).items():
+        if name in ("china", "flower"):
             continue
-        if name == "moon":
-            a = a[::2, ::2]
-        out[name] = as_image(_fit(a, size))
-    try:  # optional: matplotlib's sample photos
-        from matplotlib import cbook
-
-        for fname in ("grace_hopper.jpg",):
-            with cbook.get_sample_data(fname) as f:
-                import matplotlib.image as mpimg
-
-                out[fname.split(".")[0]] = as_image(_fit(np.asarray(mpimg.imread(f, format="jpg")), size))
-    except Exception:
-        pass
+        img = decode(loader)
+        out[name] = _fit(img[::2, ::2] if name == "moon" else img, size)
     return out
 
 

@@ -1,6 +1,6 @@
 """Fit the learned offline Q-MoE scorer shipped in ``fourkagent/data/qmoe_model.json``.
 
-Data (``fourkagent/scoring/dataset.py``): every free real photo of ``degrade.sample_photos`` (centre crops),
+Data (``fourkagent/scoring/dataset.py``): every free real photo of ``photos.sample_photos`` (centre crops),
 every degradation of the paper's vocabulary at severities 1-5 (SR: ×4 and ×2 bicubic downscale of three
 rotated views), every registered expert of the matching step. Target: PSNR gain over doing nothing (dB).
 Prints 2-fold cross-validation by photo, then fits on all photos. Deterministic (fixed seeds).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fourkagent import degrade
+from fourkagent.photos import sample_photos
 from fourkagent.scoring.dataset import cross_validate, evaluate, fit_all, generate
 from fourkagent.scoring.features import NAMES
 from fourkagent.tools.registry import MAIN_REGISTRY
@@ -26,7 +26,7 @@ def load_or_generate(side: int, cache: str) -> dict[str, np.ndarray]:
     """The dataset, from ``cache`` when it exists (it is written otherwise)."""
     if cache and Path(cache).exists():
         return dict(np.load(cache, allow_pickle=False))
-    data = generate(degrade.sample_photos(max_side=side), MAIN_REGISTRY, log=lambda s: print(s, flush=True))
+    data = generate(sample_photos(max_side=side), MAIN_REGISTRY, log=lambda s: print(s, flush=True))
     if cache:
         np.savez(cache, **data)
     return data

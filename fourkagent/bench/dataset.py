@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fourkagent import degrade
+from fourkagent import degrade, photos
 from fourkagent.bench import BenchError
 from fourkagent.imaging import Image, as_image, resize, to_uint8
 
@@ -62,26 +62,6 @@ class Case:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _sklearn(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(name)
-
-    return load
-
-
-def _matplotlib(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import matplotlib.cbook as cbook
-        from PIL import Image as PILImage
-
-        with cbook.get_sample_data(name) as fh, PILImage.open(fh) as im:
-            return np.asarray(im.convert("RGB"))
-
-    return load
-
-
 def photo_sources() -> dict[str, Callable[[], np.ndarray]]:
     """Every offline photo loader available here, by name.
 
@@ -89,23 +69,9 @@ def photo_sources() -> dict[str, Callable[[], np.ndarray]]:
         BenchError: scikit-image is not installed (it provides most photos).
     """
     try:
-        import skimage.data as skdata
+        return photos.photo_sources(SKIMAGE_PHOTOS)
     except ImportError:
         raise BenchError("the benchmark needs scikit-image for its photos: pip install scikit-image") from None
-    out: dict[str, Callable[[], np.ndarray]] = {n: getattr(skdata, n) for n in SKIMAGE_PHOTOS if hasattr(skdata, n)}
-    try:
-        import sklearn.datasets  # noqa: F401
-
-        out |= {"china": _sklearn("china.jpg"), "flower": _sklearn("flower.jpg")}
-    except ImportError:
-        pass
-    try:
-        import matplotlib.cbook  # noqa: F401
-
-        out["grace_hopper"] = _matplotlib("grace_hopper.jpg")
-    except ImportError:
-        pass
-    return out
 
 
 def load_photo(name: str) -> Image:
@@ -117,8 +83,7 @@ def load_photo(name: str) -> Image:
     sources = photo_sources()
     if name not in sources:
         raise BenchError(f"photo {name!r} is not available here (have: {', '.join(sources)})")
-    a = sources[name]()
-    return as_image(a[0] if isinstance(a, tuple) else a)
+    return photos.decode(sources[name])
 
 
 def q8(img: Image) -> Image:
