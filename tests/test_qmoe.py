@@ -8,7 +8,7 @@ from conftest import photo
 
 from fourkagent import degrade
 from fourkagent.imaging import psnr
-from fourkagent.scoring.learned import fit, predict, shipped_model
+from fourkagent.scoring.learned import fit, fit_rank, predict, shipped_model
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, gain_to_q, score_candidates
 from fourkagent.tools.registry import MAIN_REGISTRY
 
@@ -55,3 +55,26 @@ def test_model_is_anchored_at_doing_nothing() -> None:
     assert abs(float(predict(model, np.zeros((1, 5)))[0])) < 1e-9
     pred = predict(model, dx)
     assert np.corrcoef(pred, y)[0, 1] > 0.95
+
+
+def test_ranking_fit_picks_the_best_candidate_of_each_case() -> None:
+    """Across cases a feature tracks the level of the gain; within a case another decides the winner."""
+    rng = np.random.default_rng(1)
+
+    def cases(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        level = rng.normal(0.0, 3.0, n).repeat(3)
+        within = rng.normal(0.0, 1.0, 3 * n)
+        dx = np.stack([level + rng.normal(0.0, 1.0, 3 * n), within - 0.5 * level, rng.normal(size=3 * n)], 1)
+        return dx, level + 0.5 * within, np.arange(n).repeat(3)
+
+    dx, y, case = cases(200)
+    model = fit_rank(dx, y, case)
+    assert abs(float(predict(model, np.zeros((1, 3)))[0])) < 1e-9  # one candidate doing nothing: 0 dB
+    dx_t, y_t, case_t = cases(200)
+
+    def picked_best(pred: np.ndarray) -> float:
+        return float(np.mean([np.argmax(pred[case_t == c]) == np.argmax(y_t[case_t == c]) for c in range(200)]))
+
+    ranked = picked_best(predict(model, dx_t, case_t))
+    assert ranked > 0.9
+    assert ranked >= picked_best(predict(fit(dx, y), dx_t))

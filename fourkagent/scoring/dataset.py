@@ -16,7 +16,7 @@ from fourkagent.errors import FourKError
 from fourkagent.imaging import Image, psnr
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP
 from fourkagent.scoring.features import NAMES, features, reference
-from fourkagent.scoring.learned import fit, predict
+from fourkagent.scoring.learned import fit_rank, predict
 from fourkagent.tools.base import ToolRegistry
 
 KINDS = ["noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact"]
@@ -86,7 +86,7 @@ def fit_all(data: dict[str, np.ndarray]) -> dict[str, dict]:
     out = {}
     for step in sorted(set(ex["step"])):
         m = ex["step"] == step
-        out[str(step)] = fit(ex["dx"][m], ex["gain"][m])
+        out[str(step)] = fit_rank(ex["dx"][m], ex["gain"][m], ex["case"][m])
     return out
 
 
@@ -100,7 +100,8 @@ def cross_validate(data: dict[str, np.ndarray], folds: int = 2) -> tuple[dict[st
             train = (fold != f) & (ex["step"] == step)
             test = (fold == f) & (ex["step"] == step)
             if train.sum() > 2 * len(NAMES) and test.any():
-                pred[test] = predict(fit(ex["dx"][train], ex["gain"][train]), ex["dx"][test])
+                model = fit_rank(ex["dx"][train], ex["gain"][train], ex["case"][train])
+                pred[test] = predict(model, ex["dx"][test], ex["case"][test])
     return ex, pred
 
 
