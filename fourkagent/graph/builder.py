@@ -9,9 +9,9 @@ from langgraph.graph.state import CompiledStateGraph
 
 from fourkagent.context import Context
 from fourkagent.nodes.execute import make_execute
-from fourkagent.nodes.face_restore import face_restore
+from fourkagent.nodes.face_restore import make_face_restore
 from fourkagent.nodes.finalize import finalize
-from fourkagent.nodes.perceive import perceive
+from fourkagent.nodes.perceive import make_perceive
 from fourkagent.nodes.plan import plan, route_after_plan
 from fourkagent.nodes.reflect import reflect, route_after_reflect
 from fourkagent.nodes.rollback import rollback
@@ -34,12 +34,12 @@ def build_graph(checkpointer: Any = None, *, registry: ToolRegistry | None = Non
 
         registry = MAIN_REGISTRY
     g = StateGraph(State, input_schema=InputState, output_schema=OutputState, context_schema=Context)
-    g.add_node("perceive", perceive)
+    g.add_node("perceive", make_perceive(registry))
     g.add_node("plan", plan)
     g.add_node("execute", make_execute(registry))
     g.add_node("reflect", reflect)
     g.add_node("rollback", rollback)
-    g.add_node("face_restore", face_restore)
+    g.add_node("face_restore", make_face_restore(registry))
     g.add_node("finalize", finalize)
     g.add_edge(START, "perceive")
     g.add_edge("perceive", "plan")

@@ -8,6 +8,7 @@ becomes a new node of the image tree (step ``face restoration``) so finalize wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -17,6 +18,7 @@ from fourkagent.faces.pipeline import reference_faces, restore_faces
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.search import new_node
 from fourkagent.state.schema import State
+from fourkagent.tools.base import ToolRegistry
 
 FACE_STEP = "face restoration"
 
@@ -29,16 +31,27 @@ def _references(state: State) -> dict[str, Any]:
     return refs
 
 
-@timed("face_restore")
-def face_restore(state: State, runtime: Runtime[Context] | None = None) -> dict[str, Any]:
-    """Restore faces on the current image; record per-face results, or the reason the stage was skipped."""
+def make_face_restore(registry: ToolRegistry | None = None) -> Callable[..., dict[str, Any]]:
+    """Build the face_restore node bound to a tool registry (``None``: the main one, looked up when used)."""
+
+    @timed("face_restore")
+    def face_restore(state: State, runtime: Runtime[Context] | None = None) -> dict[str, Any]:
+        """Restore faces on the current image; record per-face results, or the reason the stage was skipped."""
+        return _face_restore(state, runtime, registry)
+
+    return face_restore
+
+
+def _face_restore(state: State, runtime: Runtime[Context] | None, registry: ToolRegistry | None) -> dict[str, Any]:
     ctx = runtime.context if runtime is not None and runtime.context is not None else Context()
     store = store_of(state)
     cur = state["tree"][state["cursor"]]
     img = store.get(cur["artifact"])
     refs = _references(state)
     try:
-        new, record = restore_faces(img, refs, priority=profile_of(state).priority, model_dir=ctx.model_dir)
+        new, record = restore_faces(
+            img, refs, registry=registry, priority=profile_of(state).priority, model_dir=ctx.model_dir
+        )
     except Exception as exc:  # the face stage is optional: a failure keeps the image as it is
         reason = f"face stage failed: {type(exc).__name__}: {exc}"
         return {"faces": {"status": "skipped", "reason": reason, "faces": []}}
@@ -55,3 +68,7 @@ def face_restore(state: State, runtime: Runtime[Context] | None = None) -> dict[
         width=cur["width"], height=cur["height"], candidates=[],
     )
     return {"faces": record, "tree": tree, "cursor": nid}
+
+
+face_restore = make_face_restore()
+"""The face_restore node with the main tool registry."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.config import get_config
@@ -23,6 +24,7 @@ from fourkagent.planning.search import ROOT
 from fourkagent.profiles import load_profile
 from fourkagent.state.artifacts import ArtifactStore
 from fourkagent.state.schema import State
+from fourkagent.tools.base import ToolRegistry
 
 
 def _run_key(state: State) -> str:
@@ -36,22 +38,36 @@ def _run_key(state: State) -> str:
     return f"anon-{digest[:16]}"
 
 
-def old_photo_first(img: Image, store: ArtifactStore) -> tuple[Image, str, list[dict[str, Any]]]:
+def old_photo_first(
+    img: Image, store: ArtifactStore, registry: ToolRegistry | None = None
+) -> tuple[Image, str, list[dict[str, Any]]]:
     """Scratch/dust repair and fade correction before perception; failures leave the input as is."""
     from fourkagent.errors import FourKError
-    from fourkagent.tools.registry import MAIN_REGISTRY
 
+    if registry is None:
+        from fourkagent.tools.registry import MAIN_REGISTRY
+
+        registry = MAIN_REGISTRY
     try:
-        fixed = MAIN_REGISTRY.get("oldphoto_restore")(img)
+        fixed = registry.get("oldphoto_restore")(img)
     except FourKError as exc:
         return img, store.put(img), [{"tool": "oldphoto_restore", "error": str(exc)}]
     aid = store.put(fixed)
     return store.get(aid), aid, [{"tool": "oldphoto_restore", "artifact": aid}]
 
 
-@timed("perceive")
-def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Resolve the profile, store the input, and perceive it (offline detectors; VLM when configured)."""
+def make_perceive(registry: ToolRegistry | None = None) -> Callable[[State, Runtime[Context]], dict[str, Any]]:
+    """Build the perceive node bound to a tool registry (``None``: the main one, looked up when used)."""
+
+    @timed("perceive")
+    def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Resolve the profile, store the input, and perceive it (offline detectors; VLM when configured)."""
+        return _perceive(state, runtime, registry)
+
+    return perceive
+
+
+def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | None) -> dict[str, Any]:
     ctx = runtime.context if runtime.context is not None else Context()
     profile = load_profile(state.get("profile"))
     if profile.scorer == "paper":
@@ -77,7 +93,7 @@ def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         extra["icc"] = store_icc(store.root, loaded.icc)
     preprocess: list[dict[str, Any]] = []
     if profile.old_photo_restoration:  # the reference repairs old photos once, before perception
-        img, root_aid, preprocess = old_photo_first(img, store)
+        img, root_aid, preprocess = old_photo_first(img, store, registry)
     else:
         root_aid = aid
     perception = perceive_offline(img, ctx.iqa_metrics)
@@ -102,3 +118,7 @@ def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "compromise": False,
         **face_refs,
     }
+
+
+perceive = make_perceive()
+"""The perceive node with the main tool registry."""
