@@ -78,3 +78,13 @@ def test_ranking_fit_picks_the_best_candidate_of_each_case() -> None:
     ranked = picked_best(predict(model, dx_t, case_t))
     assert ranked > 0.9
     assert ranked >= picked_best(predict(fit(dx, y), dx_t))
+
+
+def test_predictions_do_not_extrapolate_past_the_training_range() -> None:
+    rng = np.random.default_rng(2)
+    dx = rng.normal(size=(300, 2))
+    y = 1.5 * dx[:, 0]
+    model = fit_rank(dx, y, np.arange(100).repeat(3))
+    far = predict(model, np.array([[50.0, 0.0], [0.5, 0.0]]), np.array([0, 1]))
+    assert far[0] <= y.max() + 1e-9  # a feature change far outside the data is capped
+    assert 0.3 < far[1] < 1.2  # inside the data the model still reads ~1.5 dB per unit

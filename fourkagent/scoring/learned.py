@@ -41,7 +41,7 @@ def fit(dx: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> Model:
     std = z.std(0) + 1e-6
     zs = z / std
     coef = np.linalg.solve(zs.T @ zs + ridge * np.eye(zs.shape[1]), zs.T @ y)
-    return {"std": std.tolist(), "coef": coef.tolist(), "n": int(len(y))}
+    return {"std": std.tolist(), "coef": coef.tolist(), "n": int(len(y)), "max_gain": float(np.max(y))}
 
 
 def _pairs(z: np.ndarray, y: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,9 +113,11 @@ def predict(model: Model, dx: np.ndarray, case: np.ndarray | None = None) -> np.
     (default: all rows are candidates of one step)."""
     z = expand(dx) / np.asarray(model["std"])
     gain = z @ np.asarray(model["coef"])
-    if "rank" not in model:
-        return gain
-    return gain - _centred(gain, case) + _centred(z @ np.asarray(model["rank"]), case)
+    if "rank" in model:
+        gain = gain - _centred(gain, case) + _centred(z @ np.asarray(model["rank"]), case)
+    # no more than the best gain seen in training: candidates unlike the training experts (e.g. GAN outputs)
+    # would otherwise extrapolate to any Q
+    return np.minimum(gain, model.get("max_gain", np.inf))
 
 
 @lru_cache(maxsize=1)
