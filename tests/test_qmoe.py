@@ -86,5 +86,7 @@ def test_predictions_do_not_extrapolate_past_the_training_range() -> None:
     y = 1.5 * dx[:, 0]
     model = fit_rank(dx, y, np.arange(100).repeat(3))
     far = predict(model, np.array([[50.0, 0.0], [0.5, 0.0]]), np.array([0, 1]))
-    assert far[0] <= y.max() + 1e-9  # a feature change far outside the data is capped
+    assert far[0] <= y.max() + 1e-9  # a feature change far outside the data is bounded
     assert 0.3 < far[1] < 1.2  # inside the data the model still reads ~1.5 dB per unit
+    a, b = predict(model, np.array([[5.0, 0.0], [6.0, 0.0]]))
+    assert a < b  # the order of candidates is kept

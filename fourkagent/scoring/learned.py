@@ -115,9 +115,12 @@ def predict(model: Model, dx: np.ndarray, case: np.ndarray | None = None) -> np.
     gain = z @ np.asarray(model["coef"])
     if "rank" in model:
         gain = gain - _centred(gain, case) + _centred(z @ np.asarray(model["rank"]), case)
-    # no more than the best gain seen in training: candidates unlike the training experts (e.g. GAN outputs)
-    # would otherwise extrapolate to any Q
-    return np.minimum(gain, model.get("max_gain", np.inf))
+    # softly bounded by the best gain seen in training (order kept): candidates unlike the training experts
+    # (e.g. GAN outputs) would otherwise extrapolate to any Q
+    top = float(model.get("max_gain", np.inf))
+    if np.isfinite(top) and top > 0:
+        gain = np.where(gain > 0, top * np.tanh(gain / top), gain)
+    return gain
 
 
 @lru_cache(maxsize=1)
