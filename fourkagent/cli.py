@@ -61,7 +61,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from fourkagent.imageio import check_output_path
     from fourkagent.runner import resume, run
 
-    ctx = Context(home=args.home or "")
+    ctx = Context(home=args.home or "", device=args.device or "", threads=max(0, args.threads or 0))
     if args.resume:
         res = resume(args.resume, context=ctx, on_event=_progress(args.quiet))
     else:
@@ -191,6 +191,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         item = store.add(args.file, args.name, model_dir=model_dir, category=args.category)
         print(f"installed {item.name} ({item.arch} x{item.scale}, {item.category}) -> {item.path}")
         return 0
+    if args.models_cmd == "convert":
+        from fourkagent.models.convert import convert
+
+        dest = convert(args.name, args.base, source=args.source, model_dir=model_dir, prompt=args.prompt,
+                       prompt_embeds=args.prompt_embeds, lora_alpha=args.lora_alpha, overwrite=args.overwrite)
+        print(f"converted {args.name} -> {dest}")
+        return 0
     if args.models_cmd == "pull":
         names = list(args.names) + [m.name for m in MODELS if args.all and m.category == args.all and m.direct]
         if not names:
@@ -222,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="continue a killed run")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--threshold", type=float, help="override the Q-MoE rollback threshold")
+    r.add_argument("--device", help="torch device for neural tools: auto (default: CUDA when available, else all CPU "
+                   "cores), cpu, cuda, cuda:N, mps ($FOURKAGENT_DEVICE)")
+    r.add_argument("--threads", type=int, help="CPU threads for torch tools (default: all cores; $FOURKAGENT_THREADS)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     r.set_defaults(fn=cmd_restore)
@@ -260,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--all", metavar="CATEGORY", help="every directly downloadable model of a category")
     mp.add_argument("--base-url", help="mirror to fetch the files from instead of the official URLs")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    mc = msub.add_parser("convert", help="turn an upstream LoRA release (osediff, pisa-sr) into a diffusers pipeline folder")
+    mc.add_argument("name", help="osediff or pisa-sr (diffbir-v2: not supported yet)")
+    mc.add_argument("--base", required=True, help="local Stable Diffusion 2.1-base diffusers folder (unet/, vae/, ...)")
+    mc.add_argument("--from", dest="source", help="upstream checkpoint (default: the installed catalogue file)")
+    mc.add_argument("--prompt", default="", help="conditioning prompt, encoded once with the base text encoder")
+    mc.add_argument("--prompt-embeds", help="precomputed prompt embedding (safetensors, key prompt_embeds)")
+    mc.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA alpha (PEFT default 8, as upstream)")
+    mc.add_argument("--overwrite", action="store_true", help="replace an existing pipeline folder")
     return p
 
 

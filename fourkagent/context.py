@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fourkagent.devices import parse
 from fourkagent.errors import RunError
 
 
@@ -28,6 +29,9 @@ class Context:
         default="", metadata={"description": "Comma-separated NR-IQA metrics to report (default clipiqa+,topiq_nr,musiq,niqe,piqe)."}
     )
     threads: int = field(default=0, metadata={"description": "CPU threads for tools (0 = all cores)."})
+    device: str = field(
+        default="", metadata={"description": "Torch device for neural tools: auto (CUDA if available), cpu, cuda, cuda:N, mps."}
+    )
     review_plan: bool = field(
         default=False, metadata={"description": "Pause after the first plan so a person can approve or edit it."}
     )
@@ -58,6 +62,7 @@ class Context:
             raise RunError(f"the VLM timeout must be a positive number of seconds, got {timeout!r}")
         self.iqa_metrics = self.iqa_metrics or env("FOURKAGENT_IQA_METRICS", "")
         self.threads = self.threads or int(env("FOURKAGENT_THREADS", "0") or 0)
+        self.device = parse(self.device or env("FOURKAGENT_DEVICE", ""))  # syntax only: no torch import here
         self.experience_url = self.experience_url or env(
             "FOURKAGENT_EXPERIENCE_URL", f"sqlite:///{Path(self.home) / 'experience.sqlite'}"
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from fourkagent import devices
 from fourkagent.context import Context
 from fourkagent.errors import ArtifactError, RunError
 from fourkagent.graph.builder import build_graph
@@ -40,9 +41,11 @@ def open_checkpointer(home: str | Path) -> Iterator[SqliteSaver]:
 
 
 def _stream(graph: Any, payload: Any, config: dict[str, Any], ctx: Context, on_event: EventHandler | None) -> None:
-    for mode, chunk in graph.stream(payload, config, context=ctx, stream_mode=["updates", "custom"], durability="sync"):
-        if on_event is not None:
-            on_event("node" if mode == "updates" else "custom", chunk)
+    with devices.use_device(ctx.device, ctx.threads):  # every tool of the run asks fourkagent.devices
+        for mode, chunk in graph.stream(payload, config, context=ctx, stream_mode=["updates", "custom"],
+                                        durability="sync"):
+            if on_event is not None:
+                on_event("node" if mode == "updates" else "custom", chunk)
 
 
 def _stream_recovering(graph: Any, payload: Any, config: dict[str, Any], ctx: Context,
@@ -94,9 +97,11 @@ def run(
     """Restore one image; returns output path, report path, summary and the run id.
 
     Raises:
-        FourKError: bad input, bad profile, existing output without ``overwrite``, or an existing run id.
+        FourKError: bad input, bad profile, existing output without ``overwrite``, an existing run id, or an
+            unknown or unavailable device (``context.device``).
     """
     ctx = context or Context()
+    devices.check(ctx.device)
     run_id = run_id or new_run_id()
     payload: dict[str, Any] = {"input_path": str(input_path), "options": options or {}}
     if output_path is not None:
@@ -122,9 +127,10 @@ def resume(
     """Continue a killed run from its last checkpoint (input, output and profile come from the saved state).
 
     Raises:
-        RunError: no run with that id.
+        RunError: no run with that id, or an unavailable device.
     """
     ctx = context or Context()
+    devices.check(ctx.device)
     config = {"configurable": {"thread_id": run_id}}
     with open_checkpointer(ctx.home) as saver:
         graph = build_graph(saver, registry=registry)

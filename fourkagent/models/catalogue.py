@@ -141,7 +141,17 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("diffbir-v2", "super-resolution", 4, "DiffBIR", "Apache-2.0",
                "https://huggingface.co/lxq007/DiffBIR-v2/resolve/main/v2.pth", "DiffBIR_v2.pth",
                preference="perception", loader="diffusers", slow=True,
-               note="ControlNet on Stable Diffusion 2.1: needs diffusers and the SD-2.1 base weights, not spandrel"),
+               note="IRControlNet on Stable Diffusion 2.1 plus a SwinIR restoration stage; `models convert` does not "
+                    "support it yet (see fourkagent/models/convert.py)"),
+    ModelEntry("osediff", "super-resolution", 4, "OSEDiff", "Apache-2.0",
+               "https://raw.githubusercontent.com/cswry/OSEDiff/main/preset/models/osediff.pkl", "osediff.pkl",
+               preference="perception", loader="diffusers",
+               note="LoRA weights for SD-2.1-base: run `4kagent models convert osediff --base SD21_BASE_DIR`"),
+    ModelEntry("pisa-sr", "super-resolution", 4, "PiSA-SR", "see https://github.com/csslc/PiSA-SR",
+               "https://drive.google.com/drive/folders/1oLetijWNd59xwJE5oU-eXylQBifxWdss", "pisa_sr.pkl",
+               preference="perception", loader="diffusers", direct=False,
+               note="dual LoRA for SD-2.1-base on Google Drive: `models add pisa_sr.pkl`, then "
+                    "`4kagent models convert pisa-sr --base SD21_BASE_DIR`"),
     ModelEntry("x-restormer", "denoising", 1, "X-Restormer", "see https://github.com/Andrew0613/X-Restormer",
                "https://github.com/Andrew0613/X-Restormer", "X-Restormer.pth", loader="spandrel-extra", direct=False,
                slow=True, note="no spandrel architecture (neither core nor extra); weights linked from the repo README"),
@@ -153,23 +163,26 @@ _PYIQA_NC = "CC BY-NC-SA 4.0 / upstream (IQA-PyTorch weights)"
 METRICS: tuple[MetricFile, ...] = (
     MetricFile("hpsv2.1", "HPS_v2.1_compressed.pt", "https://huggingface.co/xswu/HPSv2/resolve/main/HPS_v2.1_compressed.pt",
                "hf", "Apache-2.0", hf_repo="xswu/HPSv2", approx_mb=1700),
-    MetricFile("hpsv2.1", "open_clip_pytorch_model.bin",
-               "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/resolve/main/open_clip_pytorch_model.bin",
-               "hf", "MIT", hf_repo="laion/CLIP-ViT-H-14-laion2B-s32B-b79K", approx_mb=3900),
     MetricFile("clipiqa+", "CLIP-IQA+_learned_prompts-603f3273.pth", _HF_PYIQA + "CLIP-IQA+_learned_prompts-603f3273.pth",
                "pyiqa", _PYIQA_NC),
     MetricFile("clipiqa+", "RN50.pt", "https://openaipublic.azureedge.net/clip/models/"
                "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt", "clip", "MIT",
                sha256="afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", approx_mb=244),
-    MetricFile("maniqa", "MANIQA_PIPAL-ae6d356b.pth", _HF_PYIQA + "MANIQA_PIPAL-ae6d356b.pth", "pyiqa", _PYIQA_NC),
+    # pyiqa's "maniqa" is the KonIQ-trained checkpoint; its ViT backbone is fetched by timm at creation
+    MetricFile("maniqa", "ckpt_koniq10k.pt", _HF_PYIQA + "ckpt_koniq10k.pt", "pyiqa", _PYIQA_NC),
     MetricFile("maniqa", "model.safetensors",
                "https://huggingface.co/timm/vit_base_patch8_224.augreg2_in21k_ft_in1k/resolve/main/model.safetensors",
                "hf", "Apache-2.0", hf_repo="timm/vit_base_patch8_224.augreg2_in21k_ft_in1k", approx_mb=350),
     MetricFile("musiq", "musiq_koniq_ckpt-e95806b9.pth", _HF_PYIQA + "musiq_koniq_ckpt-e95806b9.pth", "pyiqa", _PYIQA_NC),
+    MetricFile("niqe", "niqe_modelparameters.mat", _HF_PYIQA + "niqe_modelparameters.mat", "pyiqa", _PYIQA_NC),
     MetricFile("topiq_nr", "cfanet_nr_koniq_res50-9a73138b.pth", _HF_PYIQA + "cfanet_nr_koniq_res50-9a73138b.pth",
                "pyiqa", _PYIQA_NC),
 )
-"""Weights of the paper's learned metrics; pulled by metric name into pyiqa's / CLIP's / the HF hub cache."""
+"""Weights of the paper's learned metrics; pulled by metric name into pyiqa's / CLIP's / the HF hub cache.
+
+HPSv2.1 needs only its own checkpoint: it holds the whole ViT-H-14 CLIP state dict, so the LAION
+pretrained file the reference also loads (3.9 GB) is overwritten entirely and is not pulled.
+``niqe`` is pyiqa's NIQE with the original pristine parameters (the reference's), not fourkagent's own."""
 
 METRIC_NAMES: tuple[str, ...] = tuple(dict.fromkeys(m.metric for m in METRICS))
 

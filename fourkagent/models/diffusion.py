@@ -8,19 +8,22 @@ A pipeline folder in the user model dir is in diffusers format::
     <model_dir>/<name>/prompt_embeds.safetensors   key "prompt_embeds", (1, L, D): the text-encoder output
                                                    of the conditioning prompt (precomputed once, so no text
                                                    encoder is loaded at run time)
+    <model_dir>/<name>/fourkagent_pipeline.json    optional wrapper settings written by ``models convert``
+                                                   (e.g. PiSA-SR: ``{"timestep": 1, "target": "residual"}``)
 
 Both wrappers bicubic-upscale the LR image, VAE-encode it and denoise in latent space. The UNet sees
 only latent tiles (``latent_tile`` with ``latent_overlap``); the tiles' model outputs are blended with
 the cross-fade weights of :mod:`fourkagent.models.tiling` (zero next to a tile's inner edge, then linear)
 before every scheduler step, so seams are blended and a 4096² output never
-needs the whole latent in the UNet. The VAE runs with diffusers' own tiling. CUDA + fp16 when available,
-else CPU fp32; everything under ``torch.inference_mode()``; noise comes from a seeded CPU
+needs the whole latent in the UNet. The VAE runs with diffusers' own tiling. The device is
+:func:`fourkagent.devices.torch_device` (fp16 on CUDA, fp32 elsewhere); everything under ``torch.inference_mode()``; noise comes from a seeded CPU
 ``torch.Generator`` so results do not depend on the device's RNG.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 
 PROMPT_FILE = "prompt_embeds.safetensors"
 """The precomputed prompt embedding inside a pipeline folder."""
+CONFIG_FILE = "fourkagent_pipeline.json"
+"""Optional wrapper settings inside a pipeline folder (keyword arguments of the wrapper class)."""
 SUBFOLDERS = ("unet", "vae", "scheduler")
 """The diffusers components a pipeline folder must hold."""
 DEFAULT_LATENT_TILE = 96
@@ -68,10 +73,34 @@ def save_prompt_embedding(folder: str | Path, embeds: torch.Tensor) -> Path:
 
 
 def pick_device() -> tuple[str, torch.dtype]:
-    """CUDA with fp16 when available, else CPU with fp32."""
-    import torch
+    """The current device (:mod:`fourkagent.devices`) and dtype: fp16 on CUDA (SD UNets and VAEs support
+    half precision), else fp32.
 
-    return ("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32)
+    Raises:
+        DeviceError: the requested device is not available.
+    """
+    from fourkagent import devices
+
+    dev = devices.torch_device()
+    return str(dev), devices.autocast_dtype(supports_half=True, device=dev)
+
+
+def pipeline_config(folder: Path) -> dict[str, Any]:
+    """The wrapper settings stored in ``folder`` (empty when there are none).
+
+    Raises:
+        ToolError: the settings file is not a JSON object.
+    """
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(cfg, dict):
+        raise ToolError(f"{path}: expected a JSON object")
+    return cfg
 
 
 def _aligned_spans(length: int, tile: int, overlap: int, mult: int) -> list[tuple[int, int]]:
@@ -106,9 +135,13 @@ class DiffusionSR:
         self.sf = float(getattr(vae.config, "scaling_factor", 1.0))
         self.lock = threading.Lock()
 
+    SETTINGS: tuple[str, ...] = ()
+    """Keyword arguments a pipeline folder's ``fourkagent_pipeline.json`` may set."""
+
     @classmethod
     def from_pretrained(cls, folder: str | Path, **kwargs: Any) -> DiffusionSR:
-        """Load a diffusers-format folder (local files only; see the module doc).
+        """Load a diffusers-format folder (local files only; see the module doc); the folder's settings
+        file fills keyword arguments not given.
 
         Raises:
             MissingWeightsError: diffusers is absent or the folder is incomplete.
@@ -118,6 +151,9 @@ class DiffusionSR:
         reason = missing_reason(folder)
         if reason:
             raise MissingWeightsError(reason)
+        for key, value in pipeline_config(folder).items():
+            if key in cls.SETTINGS:
+                kwargs.setdefault(key, value)
         try:
             import diffusers
             from safetensors.torch import load_file
@@ -237,22 +273,30 @@ class OneStepSR(DiffusionSR):
     """OSEDiff / PiSA-SR: the LR latent is treated as the noisy latent at one fixed timestep and denoised
     in a single UNet evaluation (deterministic: no noise is drawn)."""
 
-    def __init__(self, *args: Any, timestep: int = 999, **kwargs: Any) -> None:
-        """``timestep``: the fixed timestep of the one denoising step (OSEDiff and PiSA-SR use 999)."""
+    SETTINGS = ("timestep", "target")
+
+    def __init__(self, *args: Any, timestep: int = 999, target: str = "x0", **kwargs: Any) -> None:
+        """``timestep``: the fixed timestep of the one step (OSEDiff 999, PiSA-SR 1); ``target``: ``x0``
+        (OSEDiff: the scheduler's clean-latent formula) or ``residual`` (PiSA-SR: latent − UNet output)."""
         super().__init__(*args, **kwargs)
-        self.timestep = int(timestep)
+        if target not in ("x0", "residual"):
+            raise ToolError(f"unknown one-step target {target!r} (x0 or residual)")
+        self.timestep, self.target = int(timestep), target
 
     def denoise(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """One tiled UNet step at ``timestep`` and the scheduler's x0 formula."""
+        """One tiled UNet step at ``timestep``, then the x0 formula or the residual."""
         import torch
 
         t = torch.tensor([self.timestep], device=z.device)
-        return _x0(self.scheduler, self.tiled_unet(z, t), z, self.timestep)
+        out = self.tiled_unet(z, t)
+        return z - out if self.target == "residual" else _x0(self.scheduler, out, z, self.timestep)
 
 
 class MultiStepSR(DiffusionSR):
     """DiffBIR-like: start from noised LR latents and run ``steps`` scheduler steps, the UNet seeing the
     LR latent concatenated to its input (its ``in_channels`` is twice the VAE's latent channels)."""
+
+    SETTINGS = ("steps", "strength")
 
     def __init__(self, *args: Any, steps: int = 50, strength: float = 1.0, **kwargs: Any) -> None:
         """``strength`` in (0, 1]: the fraction of the schedule run (1 = start at the noisiest scheduled step)."""
@@ -278,13 +322,13 @@ class MultiStepSR(DiffusionSR):
 
 
 _KINDS: dict[str, type[DiffusionSR]] = {"one-step": OneStepSR, "multi-step": MultiStepSR}
-_cache: dict[tuple[str, str, str], DiffusionSR] = {}
+_cache: dict[tuple[str, str, str, str], DiffusionSR] = {}
 _cache_lock = threading.Lock()
 
 
 def load_cached(folder: Path, kind: str, **kwargs: Any) -> DiffusionSR:
     """Load (once per folder and kind) a ``one-step`` or ``multi-step`` wrapper."""
-    key = (str(folder.resolve()), kind, repr(sorted(kwargs.items())))
+    key = (str(folder.resolve()), kind, repr(sorted(kwargs.items())), repr(pick_device()))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = _KINDS[kind].from_pretrained(folder, **kwargs)

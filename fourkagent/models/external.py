@@ -25,7 +25,8 @@ SLOW_ARCHS = frozenset({"SwinIR", "HAT", "DAT", "DRCT", "ATD", "GRL", "RGT", "IP
 """Architectures too heavy for 4K-sized inputs on a CPU (Fast4K drops them above the size threshold)."""
 _SLOW_ESRGAN_BLOCKS = 8
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str | None], Any] = {}
+_loaded: dict[tuple[str, str | None, str], Any] = {}
+"""(path, sha256, device/precision key) -> the spandrel descriptor placed on that device."""
 
 
 class _Module:
@@ -51,7 +52,10 @@ class _Module:
 
 
 def _descriptor(item: Installed) -> Any:
-    key = (str(item.path), item.sha256)
+    """The checked spandrel descriptor of ``item`` on the current device (fp16 on CUDA when it supports half)."""
+    from fourkagent import devices
+
+    key = (str(item.path), item.sha256, devices.cache_key())
     desc = _loaded.get(key)
     if desc is None:
         with _lock:
@@ -63,7 +67,7 @@ def _descriptor(item: Installed) -> Any:
                 if (desc.input_channels, desc.output_channels) not in ((3, 3), (1, 1)):
                     raise ToolError(f"{item.path.name}: {desc.input_channels}->{desc.output_channels} channels; "
                                     "only RGB or greyscale models run as tools")
-                _loaded[key] = desc
+                _loaded[key] = desc = devices.place(desc)[0]  # spandrel's supports_half decides fp16
     return desc
 
 
@@ -80,7 +84,8 @@ def _availability(item: Installed) -> str | None:
         return f"{item.path} was removed"
     loader = item.entry.loader if item.entry else "spandrel"
     if loader == "diffusers":
-        return f"{item.name} runs through diffusers (a diffusion pipeline), not spandrel; no wrapper installed"
+        note = item.entry.note if item.entry and item.entry.note else "no wrapper installed"
+        return f"{item.name} is a diffusion release, not a spandrel model: {note}"
     if loader == "spandrel-extra" and importlib.util.find_spec("spandrel_extra_arches") is None:
         return f"{item.arch} is not in spandrel 0.4.2 core (pip install spandrel-extra-arches)"
     missing = [m for m in ("torch", "spandrel") if importlib.util.find_spec(m) is None]

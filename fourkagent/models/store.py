@@ -166,9 +166,10 @@ def add(path: str | os.PathLike[str], name: str | None = None, *, model_dir: str
     src = Path(path)
     if not src.is_file():
         raise ModelStoreError(f"{src}: no such file")
-    if src.suffix.lower() not in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES:
-        raise ModelStoreError(f"{src.name}: unknown weights format (use .safetensors, .pth, .pt, .ckpt or .bin)")
     entry = find_model(name) if name else find_model(src.name)
+    pickled = (".pkl",) if entry is not None and entry.loader == "diffusers" else ()  # OSEDiff / PiSA-SR releases
+    if src.suffix.lower() not in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES + pickled:
+        raise ModelStoreError(f"{src.name}: unknown weights format (use .safetensors, .pth, .pt, .ckpt or .bin)")
     root = Path(model_dir) if model_dir else default_model_dir()
     if entry is not None and entry.loader == "diffusers":
         desc = None

@@ -10,10 +10,11 @@ image: the output accumulators are the only image-sized buffers.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from fourkagent.devices import set_cpu_threads
 
 if TYPE_CHECKING:
     import torch
@@ -22,13 +23,6 @@ DEFAULT_TILE = 256
 """Input-pixel tile side; SPAN at 256 px uses roughly 0.3 GB of activations."""
 DEFAULT_OVERLAP = 32
 """Input pixels shared by neighbouring tiles (SPAN's receptive-field radius is 21 px)."""
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -86,20 +80,24 @@ def tiled_forward(
 ) -> torch.Tensor:
     """Run ``module`` on ``x`` (1, C, H, W) tile by tile; returns (1, C_out, sH, sW) float32 on CPU.
 
+    Tiles go to the module's device and dtype (see :mod:`fourkagent.devices`); on CPU torch uses
+    ``threads`` (default: the requested count, else all cores).
     ``tile=None`` (or a tile at least as large as the image) runs the whole image at once.
     ``overlap`` is in input pixels; of each shared strip, ``trim`` input pixels next to a tile's
     edge get weight zero (default ``3 * overlap // 8``) and the rest is a linear cross-fade.
     """
     import torch
 
-    torch.set_num_threads(threads or _cpu_count())
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
     _, _, h, w = x.shape
-    device = next((p.device for p in module.parameters()), x.device)
+    param = next(iter(module.parameters()), None)
+    device, dtype = (x.device, x.dtype) if param is None else (param.device, param.dtype)
+    if device.type == "cpu":
+        set_cpu_threads(threads)
     with torch.inference_mode():
         if tile is None or (h <= tile and w <= tile):
-            return module(x.to(device)).float().cpu()
+            return module(x.to(device, dtype)).float().cpu()
         tile = int(tile)
         overlap = max(0, min(int(overlap), tile // 2))
         trim = 3 * overlap // 8 if trim is None else max(0, int(trim))
@@ -110,7 +108,7 @@ def tiled_forward(
             wy = span_weights(ys, iy, trim, scale)
             for ix, (x0, x1) in enumerate(xs):
                 wx = span_weights(xs, ix, trim, scale)
-                y = module(x[:, :, y0:y1, x0:x1].to(device)).float().cpu()
+                y = module(x[:, :, y0:y1, x0:x1].to(device, dtype)).float().cpu()
                 if out is None:
                     out = torch.zeros((1, y.shape[1], h * scale, w * scale), dtype=torch.float32)
                 weight = torch.from_numpy(np.outer(wy, wx))[None, None]

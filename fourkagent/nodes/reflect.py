@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.planning.search import new_node
-from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, StepScorer
+from fourkagent.scoring.paper import default_threshold, step_scorer
 from fourkagent.state.schema import State
 
 
@@ -17,7 +17,7 @@ def threshold_of(state: State) -> float:
     if opt is not None:
         return float(opt)
     prof = state["profile_data"].get("threshold")
-    return float(prof) if prof is not None else DEFAULT_THRESHOLD
+    return float(prof) if prof is not None else default_threshold(profile_of(state))
 
 
 def rollback_allowed(state: State) -> bool:
@@ -36,7 +36,8 @@ def reflect(state: State) -> dict[str, Any]:
     profile = profile_of(state)
     store = store_of(state)
     parent = state["tree"][state["cursor"]]
-    scorer = StepScorer(store.get(parent["artifact"]), step, profile.priority)
+    description = str((state.get("perception") or {}).get("description") or "")
+    scorer = step_scorer(profile, store.get(parent["artifact"]), step, description)
     cands = state.get("candidates", [])
     ok = [c for c in cands if c["artifact"] is not None]
     for cand in ok:

@@ -270,6 +270,14 @@ def _bars(values: dict[str, float]) -> str:
     return _table(["name", "seconds", ""], rows)
 
 
+def _runtime(rt: dict[str, Any]) -> str:
+    """``device cuda:0 (NVIDIA …, fp16) · torch 2.x`` from the report's runtime record."""
+    extra = ", ".join(x for x in (rt.get("gpu"), "fp16" if rt.get("half_precision") else None,
+                                  f"{rt['threads']} threads" if rt.get("threads") else None) if x)
+    dev = escape(str(rt.get("device") or rt.get("requested") or "unknown")) + (f" ({escape(extra)})" if extra else "")
+    return f'device <span id="device">{dev}</span> · torch {escape(str(rt.get("torch")))}'
+
+
 def render_html(report: dict[str, Any], store: ArtifactStore | None = None, output: Image | None = None) -> str:
     """The report page for a run report (``build_report``'s dict); images come from ``store``."""
     thumbs = _Thumbs(store)
@@ -286,7 +294,7 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
         f"<h1>fourkagent run report</h1><p class=\"sub\">{escape(Path(str(inp.get('path'))).name)} "
         f"{inp['width']}×{inp['height']} → {escape(Path(str(out['path'])).name)} {out['size'][0]}×{out['size'][1]} · "
         f"profile {escape(str(report['profile'].get('name')))} · fourkagent {escape(str(report.get('fourkagent_version')))}"
-        f" · <span id=\"node-count\">?</span> tree nodes</p>",
+        f" · {_runtime(report.get('runtime') or {})} · <span id=\"node-count\">?</span> tree nodes</p>",
         f"<pre>{escape(str(report.get('summary', '')))}</pre>",
         "<h2>Before / after</h2>",
         _compare(before, output) if before is not None and output is not None else "<p>(images unavailable)</p>",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from fourkagent import __version__
+from fourkagent import __version__, devices
 from fourkagent.planning.search import path_nodes
 from fourkagent.state.schema import State
 
@@ -72,6 +72,7 @@ def build_report(state: State, output_path: str) -> dict[str, Any]:
     tree = state["tree"]
     return {
         "fourkagent_version": __version__,
+        "runtime": devices.describe(),  # torch device, precision, threads and torch version of this process
         "run_dir": state.get("run_dir"),
         "input": state["input_info"],
         "output": {"path": output_path, "size": [tree[state["cursor"]]["width"], tree[state["cursor"]]["height"]]},
@@ -102,4 +103,7 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"rollbacks: {len(report['rollbacks'])}" + (" (compromise)" if report["compromise"] else ""))
     lines.append(faces_line(report["faces"]))
     lines.append(f"time in nodes: {report['timings']['total_nodes']:.1f} s")
+    rt = report.get("runtime") or {}
+    if rt:
+        lines.append(f"device: {rt.get('device') or rt.get('requested')} (torch {rt.get('torch')})")
     return "\n".join(lines)

