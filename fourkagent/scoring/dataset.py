@@ -122,7 +122,7 @@ def cross_validate(data: dict[str, np.ndarray], folds: int = 2) -> tuple[dict[st
             test = (fold == f) & (ex["step"] == step)
             if train.sum() > 2 * len(NAMES) and test.any():
                 model = fit_rank(ex["dx"][train], ex["gain"][train], ex["case"][train])
-                pred[test] = predict(model, ex["dx"][test], ex["case"][test])
+                pred[test] = predict(model, ex["dx"][test])
     return ex, pred
 
 

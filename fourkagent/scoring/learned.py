@@ -4,11 +4,10 @@ Features are taken relative to "doing nothing" (``dx = x − x_none``, where ``x
 the step input itself, or its bicubic upscale for SR), expanded with their squares, and the model has no
 intercept: doing nothing is predicted to gain exactly 0 dB, and each candidate is scored on its own.
 
-:func:`fit` is a ridge regression of the PSNR gain: it sets the level (how much a step helps; the rollback
-threshold reads it). :func:`fit_rank`, what is shipped, adds a pairwise logistic ranking trained on the
-candidates of the same case, each pair weighted by the dB at stake, which decides the choice between
-candidates (regressing gains of different images is a poor way to rank candidates of one image). In 2-fold
-cross-validation by photo the ranking loses less PSNR than the regression alone (``benchmarks/qmoe.py``).
+:func:`fit` is a ridge regression of the PSNR gain. :func:`fit_rank`, what is shipped, adds a correction
+trained on the candidates of the same case only, pairwise and weighted by the dB at stake (regressing the
+gains of different images is a poor way to rank the candidates of one image); in 2-fold cross-validation by
+photo it loses less PSNR than the regression alone (``benchmarks/qmoe.py``).
 Fitted by ``training/fit_qmoe.py`` on synthetic degradations of free real photos and shipped as JSON.
 """
 
@@ -22,8 +21,10 @@ from typing import Any
 import numpy as np
 
 RIDGE = 100.0
-RANK_L2 = 1.0
+RANK_L2 = 100.0
 """L2 penalty of the ranking fit (on standardised features)."""
+LOGIT_DB = 2.0
+"""dB of predicted gain difference per logit of the pairwise correction."""
 PAIR_FLOOR_DB = 0.05
 """Added to every pair's weight: near-ties still say something about the ordering."""
 Model = dict[str, Any]
@@ -62,13 +63,13 @@ def _pairs(z: np.ndarray, y: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(diffs), np.asarray(weights)
 
 
-def _logistic(d: np.ndarray, w: np.ndarray, l2: float, iters: int = 50) -> np.ndarray:
-    """Weighted L2-regularised logistic regression without intercept (Newton's method) on P(first is better)."""
+def _logistic(d: np.ndarray, w: np.ndarray, l2: float, offset: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Weighted L2-regularised logistic regression without intercept (Newton's method) on P(first is better),
+    with a fixed ``offset`` added to every pair's logit."""
     coef = np.zeros(d.shape[1])
     reg = l2 * np.eye(d.shape[1])
     for _ in range(iters):
-        m = d @ coef
-        p = 1.0 / (1.0 + np.exp(-np.clip(m, -30, 30)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(offset + d @ coef, -30, 30)))
         grad = d.T @ (w * (p - 1.0)) + l2 * coef
         hess = (d * (w * p * (1.0 - p))[:, None]).T @ d + reg
         step = np.linalg.solve(hess, grad)
@@ -79,42 +80,30 @@ def _logistic(d: np.ndarray, w: np.ndarray, l2: float, iters: int = 50) -> np.nd
 
 
 def fit_rank(dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L2) -> Model:
-    """The shipped model: a regression for the level, a pairwise ranking for the choice.
+    """The shipped model: the regression, plus a correction trained to order each case's candidates.
 
     ``dx`` feature changes, ``y`` gains in dB, ``case`` an id shared by the candidates of one case. The
-    ranking direction maximises the dB-weighted likelihood of ordering each pair right; its scale is the
-    least-squares fit of the within-case deviations of ``y``, so the ranking adds dB around the regression's
-    mean of a case.
+    correction is a pairwise logistic model whose logits start from the regression's predicted difference
+    (one logit per ``LOGIT_DB`` dB) and which maximises the dB-weighted likelihood of ordering each pair
+    right; it is added back in dB. Like the regression it has no intercept: doing nothing still scores 0 dB.
     """
     model = fit(dx, y)
     z = expand(dx) / np.asarray(model["std"])
-    d, w = _pairs(z, y, case)
-    if len(w) == 0:
+    base = z @ np.asarray(model["coef"])
+    pairs = _pairs(np.hstack([z, base[:, None]]), y, case)
+    if len(pairs[1]) == 0:
         return model
-    coef = _logistic(d, w + PAIR_FLOOR_DB, l2)
-    s, yc = _centred(z @ coef, case), _centred(y, case)
-    scale = max(float(s @ yc / max(s @ s, 1e-12)), 0.0)
-    return model | {"rank": (coef * scale).tolist(), "fit": "regression + rank"}
+    d, w = pairs[0][:, :-1], pairs[1]
+    coef = _logistic(d, w + PAIR_FLOOR_DB, l2, pairs[0][:, -1] / LOGIT_DB)
+    return model | {"rank": (coef * LOGIT_DB).tolist(), "fit": "regression + pairwise correction"}
 
 
-def _centred(v: np.ndarray, case: np.ndarray | None) -> np.ndarray:
-    """``v`` minus its mean over each case (all rows form one case when ``case`` is None)."""
-    out = np.asarray(v, np.float64).copy()
-    if case is None:
-        return out - out.mean()
-    for c in np.unique(case):
-        m = case == c
-        out[m] -= out[m].mean()
-    return out
-
-
-def predict(model: Model, dx: np.ndarray, case: np.ndarray | None = None) -> np.ndarray:
-    """Predicted PSNR gain (dB) of each candidate; ``case`` groups the candidates scored together
-    (default: all rows are candidates of one step)."""
+def predict(model: Model, dx: np.ndarray) -> np.ndarray:
+    """Predicted PSNR gain (dB) of each candidate."""
     z = expand(dx) / np.asarray(model["std"])
     gain = z @ np.asarray(model["coef"])
     if "rank" in model:
-        gain = gain - _centred(gain, case) + _centred(z @ np.asarray(model["rank"]), case)
+        gain = gain + z @ np.asarray(model["rank"])
     # softly bounded by the best gain seen in training (order kept): candidates unlike the training experts
     # (e.g. GAN outputs) would otherwise extrapolate to any Q
     top = float(model.get("max_gain", np.inf))
