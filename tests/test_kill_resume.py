@@ -34,7 +34,7 @@ NODE_LINE = re.compile(r"^\[\s*[\d.]+s\] (\w+):")
 """A progress line the CLI prints after a node's update (its checkpoint writes are synced by then)."""
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 """Made once: a new profile carries a new creation date, so the inputs would differ between calls."""
-THRESHOLD = "0.99"
+THRESHOLD = "0.999"
 """High enough that the SR step fails: reflect → rollback → compromise, so every node kind runs."""
 
 

@@ -9,7 +9,8 @@ Offline there are no face-restoration weights in any reachable package, so the e
 - every available neural ×4 SR tool run on the native-scale crop (``<tool>@native``): a 512² crop makes
   models affordable that are too slow for a whole 4K image;
 - GFPGAN / CodeFormer / RestoreFormer (any model spandrel loads as ``FaceSR``) whose weights a user put
-  in the model directory (``<model dir>/`` or ``<model dir>/faces/``); registered only when the files exist.
+  in the model directory (``<model dir>/`` or ``<model dir>/faces/``); registered only when the files exist,
+  run on :func:`fourkagent.devices.place`'s device (fp16 on CUDA only where spandrel declares ``supports_half``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fourkagent import devices
 from fourkagent.errors import MissingWeightsError, ToolError
 from fourkagent.imaging import Image, resize
 from fourkagent.tools.base import Tool, ToolRegistry
@@ -123,16 +125,17 @@ def face_model_files(model_dir: str | Path | None) -> list[Path]:
 
 
 _lock = threading.Lock()
-_face_models: dict[str, Any] = {}
+_face_models: dict[tuple[str, str], Any] = {}
 
 
 def _load_face_model(path: Path) -> Any:
-    """A spandrel descriptor for a face-restoration file (cached per path)."""
-    key = str(path.resolve())
+    """A spandrel descriptor for a face-restoration file on the current device and dtype (fp32 unless spandrel
+    says ``supports_half``), cached per path and :func:`fourkagent.devices.cache_key`."""
+    if importlib.util.find_spec("spandrel") is None or importlib.util.find_spec("torch") is None:
+        raise MissingWeightsError(f"{path.name} needs torch and spandrel (pip install torch spandrel)")
+    key = (str(path.resolve()), devices.cache_key())
     with _lock:
         if key not in _face_models:
-            if importlib.util.find_spec("spandrel") is None or importlib.util.find_spec("torch") is None:
-                raise MissingWeightsError(f"{path.name} needs torch and spandrel (pip install torch spandrel)")
             from spandrel import ModelLoader
 
             if importlib.util.find_spec("spandrel_extra_arches") is not None:  # CodeFormer lives there
@@ -142,8 +145,7 @@ def _load_face_model(path: Path) -> Any:
             desc = ModelLoader(device="cpu").load_from_file(str(path))
             if getattr(desc, "purpose", None) != "FaceSR":
                 raise ToolError(f"{path.name} is a {desc.architecture.name} model, not a face-restoration model")
-            desc.model.eval()
-            _face_models[key] = desc
+            _face_models[key] = devices.place(desc.eval())[0]
         return _face_models[key]
 
 
@@ -153,10 +155,11 @@ def _run_face_model(path: Path, crop: Image, side: int) -> Image:
 
     desc = _load_face_model(path)
     x = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None] * 2.0 - 1.0
+    x = x.to(desc.device, desc.dtype)
     with torch.inference_mode():
         y = desc.model(x)
         y = y[0] if isinstance(y, (tuple, list)) else y
-        out = ((y[0] + 1.0) / 2.0).clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
+        out = ((y[0].float() + 1.0) / 2.0).clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -70,10 +70,10 @@ def make_perceive(registry: ToolRegistry | None = None) -> Callable[[State, Runt
 def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | None) -> dict[str, Any]:
     ctx = runtime.context if runtime.context is not None else Context()
     profile = load_profile(state.get("profile"))
-    if profile.scorer == "paper":
-        from fourkagent.scoring.paper import require_installed
+    if profile.scorer != "offline":  # learned metrics missing: stop before any work
+        from fourkagent.scoring.paper import require_scorer
 
-        require_installed()
+        require_scorer(profile.scorer)
     options = state.get("options") or {}
     if state.get("output_path"):
         check_output_path(state["output_path"], overwrite=bool(options.get("overwrite", False)))

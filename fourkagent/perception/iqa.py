@@ -3,29 +3,29 @@
 ``niqe`` is always the project's numpy NIQE with its own fitted pristine model
 (:mod:`fourkagent.scoring.niqe`). Every other metric runs through pyiqa when pyiqa, the Python
 packages its architecture imports and its weight files are on this machine; otherwise it is reported
-as ``{"unavailable": reason}``, never as a number. Nothing here downloads: weight files are looked up
-where pyiqa (and its CLIP loader) would look, *before* pyiqa is asked for the metric, musiq/topiq get
-that exact file as ``pretrained_model_path``, and the Hugging Face Hub is switched to offline mode.
-So a user who puts the weights into the pyiqa cache gets the metric automatically.
+as ``{"unavailable": reason}``, never as a number. Detection and creation are the paper scorer's
+(:mod:`fourkagent.scoring.paper`): weight files (the catalogue's, checksummed where published) are looked
+up where pyiqa (and its CLIP loader) would look, *before* pyiqa is asked for the metric, musiq/topiq get
+that exact file as ``pretrained_model_path``, the Hugging Face Hub is switched to offline mode, and the
+metric runs on :func:`fourkagent.devices.torch_device`. Nothing here downloads, so a user who puts the
+weights into the pyiqa cache (``4kagent models pull``) gets the metric automatically.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
 import math
 import os
-import sys
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from fourkagent import devices
 from fourkagent.imaging import Image, scale_by
+from fourkagent.scoring import paper
 from fourkagent.scoring.niqe import niqe, prepare
+from fourkagent.scoring.paper import cache_dirs as cache_dirs  # re-exported: where pyiqa / CLIP look
 
 PAPER_METRICS: tuple[str, ...] = ("clipiqa+", "topiq_nr", "musiq", "niqe")
 """The paper's NR-IQA experts (reported to the VLM perceiver and in the run report)."""
@@ -35,36 +35,22 @@ LOWER_BETTER: frozenset[str] = frozenset({"niqe", "piqe"})
 PYIQA_MAX_SIDE = 1024
 """pyiqa metrics see the image shrunk to this long side (CPU time); NIQE sees it at full size."""
 METRICS_ENV = "FOURKAGENT_IQA_METRICS"
-_PIP_NAMES = {"clip": "openai-clip"}
 
 
 @dataclass(frozen=True)
 class PyiqaSpec:
-    """What one pyiqa metric needs on disk (file names as in pyiqa 0.1.16) and how it is created."""
+    """How one pyiqa metric is created here (its packages and files: ``paper.PACKAGES``, the catalogue)."""
 
-    modules: tuple[str, ...] = ()
-    """Python packages its architecture imports beyond torch/torchvision/pyiqa."""
-    files: tuple[tuple[str, str, str | None], ...] = ()
-    """(cache, file name, sha256 or None); cache ``pyiqa`` = pyiqa's weight cache, ``clip`` = CLIP's."""
     weight_arg: bool = False
     """Pass the first file as ``pretrained_model_path`` (pyiqa then loads exactly the checked file)."""
     options: tuple[tuple[str, Any], ...] = ()
 
 
 PYIQA_SPECS: dict[str, PyiqaSpec] = {
-    "clipiqa+": PyiqaSpec(
-        ("clip",),
-        (
-            ("pyiqa", "CLIP-IQA+_learned_prompts-603f3273.pth", None),
-            ("clip", "RN50.pt", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"),
-        ),
-    ),
+    "clipiqa+": PyiqaSpec(),
     # the CFANet checkpoint holds the ResNet-50 backbone too: no separate timm download
-    "topiq_nr": PyiqaSpec(
-        ("timm", "facexlib"), (("pyiqa", "cfanet_nr_koniq_res50-9a73138b.pth", None),), True,
-        (("backbone_pretrain", False),),
-    ),
-    "musiq": PyiqaSpec((), (("pyiqa", "musiq_koniq_ckpt-e95806b9.pth", None),), True),
+    "topiq_nr": PyiqaSpec(True, (("backbone_pretrain", False),)),
+    "musiq": PyiqaSpec(True),
     "piqe": PyiqaSpec(),
 }
 
@@ -77,35 +63,9 @@ def metric_names(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names)) or DEFAULT_METRICS
 
 
-def _torch_hub_dir() -> Path:
-    """``torch.hub.get_dir()``, computed the same way without importing torch when it is not loaded yet."""
-    hub = sys.modules.get("torch.hub")
-    if hub is not None:
-        return Path(hub.get_dir())
-    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
-    return Path(os.environ.get("TORCH_HOME") or Path(xdg) / "torch").expanduser() / "hub"
-
-
-def cache_dirs() -> dict[str, Path]:
-    """Where pyiqa looks for its weights (its ``DEFAULT_CACHE_DIR``, ``<torch hub>/pyiqa``) and where its
-    CLIP loader looks (``<torch hub>/clip``)."""
-    hub = _torch_hub_dir()
-    return {"pyiqa": hub / "pyiqa", "clip": hub / "clip"}
-
-
-@lru_cache(maxsize=16)
-def _sha256_ok(path: str, size: int, mtime: float, expected: str) -> bool:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest() == expected
-
-
 def weight_files(name: str) -> list[Path]:
     """The files metric ``name`` needs, at the paths pyiqa would read them from."""
-    dirs = cache_dirs()
-    return [dirs[cache] / fname for cache, fname, _ in PYIQA_SPECS[name].files]
+    return paper.weight_paths(name)
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -116,56 +76,28 @@ def unavailable_reason(name: str) -> str | None:
     if spec is None:
         return f"unknown metric {name!r} (known: {', '.join(['niqe', *PYIQA_SPECS])})"
     problems: list[str] = []
-    missing_mods = [m for m in ("torch", "torchvision", "pyiqa", *spec.modules) if importlib.util.find_spec(m) is None]
+    missing_mods = paper.missing_packages(name)
     if missing_mods:
-        problems.append(f"needs the Python package(s) {', '.join(_PIP_NAMES.get(m, m) for m in missing_mods)}")
-    missing: list[str] = []
-    for path, (_, _, sha) in zip(weight_files(name), spec.files):
-        if not path.is_file():
-            missing.append(str(path))
-        elif sha is not None:
-            st = path.stat()
-            if not _sha256_ok(str(path), st.st_size, st.st_mtime, sha):
-                missing.append(f"{path} (checksum mismatch)")
+        problems.append(f"needs the Python package(s) {', '.join(missing_mods)}")
+    missing = [str(path) if why == "missing" else f"{path} ({why})" for path, why in paper.file_problems(name)]
     if missing:
         problems.append(f"weights not installed: {', '.join(missing)} (never downloaded; put the file(s) there)")
     return "; ".join(problems) or None
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """pyiqa prints progress to stdout; keep stdout clean (``--json``) and drop its warnings."""
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
 @lru_cache(maxsize=8)
-def _metric(name: str, weight_path: str | None, pyiqa_dir: str) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with _quiet():
-        import pyiqa
-        from pyiqa.utils import download_util
-
-        # pyiqa fixes its cache dir at import; keep it on the directory that was checked (TORCH_HOME may change)
-        download_util.DEFAULT_CACHE_DIR = pyiqa_dir
-
-        opts = dict(PYIQA_SPECS[name].options)
-        if weight_path is not None:
-            opts["pretrained_model_path"] = weight_path
-        return pyiqa.create_metric(name, device="cpu", **opts)
+def _metric(name: str, weight_path: str | None, pyiqa_dir: str, device_key: str) -> paper.Metric:
+    """The paper scorer's pyiqa metric, once per (weights, cache dir, device): the key only selects the cache."""
+    opts = dict(PYIQA_SPECS[name].options)
+    if weight_path is not None:
+        opts["pretrained_model_path"] = weight_path
+    return paper.create_metric(name, **opts)
 
 
 def pyiqa_score(name: str, img: Image) -> float:
-    """Score ``img`` with pyiqa metric ``name`` (caller has checked :func:`unavailable_reason`)."""
-    import torch
-
-    spec = PYIQA_SPECS[name]
-    weight = str(weight_files(name)[0]) if spec.weight_arg else None
-    metric = _metric(name, weight, str(cache_dirs()["pyiqa"]))
-    x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
-    with _quiet(), torch.inference_mode():
-        return float(metric(x).reshape(-1)[0])
+    """Score ``img`` with pyiqa metric ``name`` on the current device (caller checked :func:`unavailable_reason`)."""
+    weight = str(weight_files(name)[0]) if PYIQA_SPECS[name].weight_arg else None
+    return _metric(name, weight, str(cache_dirs()["pyiqa"]), devices.cache_key())(img)
 
 
 def pyiqa_input(img: Image) -> Image:

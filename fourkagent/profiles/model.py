@@ -16,7 +16,8 @@ RESTORE_TASKS: tuple[str, ...] = (
 profile switches, not agenda steps)."""
 
 _PERCEIVERS = {"offline": "offline", "vlm": "vlm", "llama_vision": "vlm", "depictqa": "vlm", "gpt4v": "vlm", "vlmagent": "vlm"}
-_SCORERS = {"offline": "offline", "paper": "paper", "hpsv2+metric": "paper", "hpsv2": "paper"}
+_SCORERS = {"offline": "offline", "paper": "paper", "hpsv2+metric": "paper", "hpsv2": "hpsv2", "hpsv2.1": "hpsv2"}
+"""Accepted names (ours and the reference's) → scorer: ``paper`` (HPSv2.1 + NR-IQA mix), ``hpsv2`` (HPSv2.1 alone)."""
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -50,7 +51,8 @@ class Profile(BaseModel):
     fast4k_side_threshold: int = Field(1024, ge=1, validation_alias=_alias("fast4k_side_threshold", "Fast4kSideThres"))
     with_rollback: bool = True
     scorer: str = Field("offline", validation_alias=_alias("scorer", "Reflection"))
-    """offline (default, no downloads) | paper (HPSv2.1 + NR-IQA mix; reference names hpsv2+metric, hpsv2)."""
+    """offline (default, no downloads) | paper (HPSv2.1 + NR-IQA mix; reference name hpsv2+metric)
+    | hpsv2 (HPSv2.1 alone, rollback threshold 0.12; reference name hpsv2)."""
     threshold: float | None = Field(None, ge=0.0, le=10.0)
     """Q-MoE rollback threshold; ``None`` means the scorer's default."""
     old_photo_restoration: bool = Field(False, validation_alias=_alias("old_photo_restoration", "OldPhotoRestoration"))

@@ -3,21 +3,26 @@
 M = (CLIPIQA+ + MANIQA + 0.01·MUSIQ + (1 − NIQE/10)) / 4 (only with ``Reflection: hpsv2+metric``);
 NR-IQA inputs are resized by the reference's rule (``niqe.prepare``: ≤120 px ×4, ≤240 px ×2, >4200 px
 ×0.5, bicubic); HPSv2.1 sees the whole image through its own preprocessing; rollback when the best Q is
-below 0.5 (0.12 when HPSv2 alone is used). The metrics are the reference's: pyiqa's ``clipiqa+``,
-``maniqa``, ``musiq`` and ``niqe`` made by ``pyiqa.create_metric`` from the weights ``4kagent models pull``
-placed in pyiqa's cache, and HPSv2.1 = the ``HPS_v2.1_compressed.pt`` checkpoint on open_clip's ViT-H-14
+below 0.5 (0.12 for the ``hpsv2`` scorer, ``Reflection: hpsv2``, which uses HPSv2.1 alone). The metrics
+are the reference's: pyiqa's ``clipiqa+``, ``maniqa``, ``musiq`` and ``niqe`` made by ``pyiqa.create_metric``
+from the weights ``4kagent models pull`` placed in pyiqa's cache, and HPSv2.1 = the ``HPS_v2.1_compressed.pt`` checkpoint on open_clip's ViT-H-14
 (``open-clip-torch``, or the copy inside the ``hpsv2`` package), scored as ``hpsv2.score`` does. Nothing
 downloads (the Hugging Face hub is put offline). All run on :func:`fourkagent.devices.torch_device`.
 The scorer takes the metric callables as arguments, so its arithmetic is testable with fixed outputs.
+:func:`create_metric` and the weight checks here are also what the perception IQA report uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import threading
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +33,7 @@ from fourkagent.errors import MissingWeightsError, WeightsError
 from fourkagent.imaging import Image
 from fourkagent.models.catalogue import metric_files
 from fourkagent.models.store import metric_path
+from fourkagent.weights import sha256_file
 from fourkagent.scoring.niqe import prepare
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, Score, StepScorer
 
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 
 PAPER_THRESHOLD = 0.5
 HPS_ONLY_THRESHOLD = 0.12
+SCORERS: dict[str, bool] = {"paper": True, "hpsv2": False}
+"""Profile scorers this module implements → whether the NR-IQA mix is added (``hpsv2``: HPSv2.1 alone)."""
 MIX_METRICS: tuple[str, ...] = ("clipiqa+", "maniqa", "musiq", "niqe")
 """pyiqa metric names of the NR-IQA mix."""
 HPS = "hpsv2.1"
@@ -53,6 +61,7 @@ PACKAGES: dict[str, tuple[tuple[str, ...], ...]] = {
     "maniqa": (("torch",), ("torchvision",), ("pyiqa",), ("timm",)),
     "musiq": (("torch",), ("torchvision",), ("pyiqa",)),
     "niqe": (("torch",), ("torchvision",), ("pyiqa",)),
+    "piqe": (("torch",), ("torchvision",), ("pyiqa",)),
     "topiq_nr": (("torch",), ("torchvision",), ("pyiqa",), ("timm",), ("facexlib",)),
 }
 """Python modules each metric imports; inner tuples are alternatives (any one will do)."""
@@ -94,9 +103,47 @@ class PaperScorer:
 
 
 # -- what this machine has ----------------------------------------------------------------------
+def _torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, computed the same way without importing torch when it is not loaded yet."""
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir())
+    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    return Path(os.environ.get("TORCH_HOME") or Path(xdg) / "torch").expanduser() / "hub"
+
+
+def cache_dirs() -> dict[str, Path]:
+    """Where pyiqa looks for its weights (its ``DEFAULT_CACHE_DIR``, ``<torch hub>/pyiqa``) and where its
+    CLIP loader looks (``<torch hub>/clip``)."""
+    hub = _torch_hub_dir()
+    return {"pyiqa": hub / "pyiqa", "clip": hub / "clip"}
+
+
+@lru_cache(maxsize=16)
+def _sha256_ok(path: str, size: int, mtime: float, expected: str) -> bool:
+    return sha256_file(path) == expected
+
+
+def weight_paths(metric: str) -> list[Path]:
+    """The files ``metric`` needs (catalogue), at the paths pyiqa / CLIP / the hub cache read them from."""
+    return [metric_path(m) for m in metric_files(metric)]
+
+
+def file_problems(metric: str) -> list[tuple[Path, str]]:
+    """``(path, "missing" | "checksum mismatch")`` for each weight file of ``metric`` that is not usable."""
+    out = []
+    for m in metric_files(metric):
+        path = metric_path(m)
+        if not path.is_file():
+            out.append((path, "missing"))
+        elif m.sha256 is not None and not _sha256_ok(str(path), (st := path.stat()).st_size, st.st_mtime, m.sha256):
+            out.append((path, "checksum mismatch"))
+    return out
+
+
 def missing_files(metric: str) -> list[Path]:
-    """Weight files of ``metric`` (catalogue) not present where pyiqa / the hub cache look for them."""
-    return [p for p in (metric_path(m) for m in metric_files(metric)) if not p.is_file()]
+    """Weight files of ``metric`` absent where pyiqa / the hub cache look for them (checksums: :func:`file_problems`)."""
+    return [path for path in weight_paths(metric) if not path.is_file()]
 
 
 def missing_packages(metric: str) -> list[str]:
@@ -140,20 +187,38 @@ def missing_pieces(with_metrics: bool = True) -> list[str]:
 
 
 def require_installed(with_metrics: bool = True) -> None:
-    """Fail early, in one line, when a profile asks for the paper scorer on a machine that lacks it.
+    """Fail early, in one line, when a profile asks for the paper scorer (``with_metrics``) or its
+    HPSv2-only variant on a machine that lacks what that variant uses.
 
     Raises:
         MissingWeightsError: naming every missing metric and the command that installs it.
     """
     missing = missing_pieces(with_metrics)
     if missing:
-        raise MissingWeightsError(
-            "the paper scorer (scorer: paper / Reflection: hpsv2+metric) needs " + ", ".join(missing)
-            + " — or use scorer: offline, the default"
-        )
+        which = "paper scorer (scorer: paper / Reflection: hpsv2+metric)" if with_metrics else \
+            "HPSv2 scorer (scorer: hpsv2 / Reflection: hpsv2)"
+        raise MissingWeightsError(f"the {which} needs {', '.join(missing)} — or use scorer: offline, the default")
+
+
+def require_scorer(scorer: str) -> None:
+    """:func:`require_installed` for a profile's ``scorer`` value; nothing to check for ``offline``.
+
+    Raises:
+        MissingWeightsError: as :func:`require_installed`.
+    """
+    if scorer in SCORERS:
+        require_installed(SCORERS[scorer])
 
 
 # -- the metrics themselves ---------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """pyiqa prints progress to stdout; keep stdout clean (``--json``) and drop its warnings."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def as_8bit(img: Image) -> Image:
     """``img`` on the 8-bit grid, as the reference's metrics read the tools' PNG outputs."""
     return np.round(np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
@@ -165,23 +230,23 @@ def _tensor(img: Image, dev: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(as_8bit(img).transpose(2, 0, 1)))[None].to(dev)
 
 
-def create_metric(name: str) -> Metric:
-    """pyiqa metric ``name`` on the current device, from the weights in pyiqa's cache (never downloads)."""
+def create_metric(name: str, **options: Any) -> Metric:
+    """pyiqa metric ``name`` on the current device, from the weights in pyiqa's cache (never downloads);
+    ``options`` go to ``pyiqa.create_metric`` (e.g. ``pretrained_model_path``). Scores 8-bit-quantised input."""
     import torch
-
-    from fourkagent.perception.iqa import _quiet, cache_dirs
 
     dev = devices.torch_device()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # MANIQA's timm backbone comes from the hub cache
-    with _quiet():
+    with quiet():
         import pyiqa
         from pyiqa.utils import download_util
 
-        download_util.DEFAULT_CACHE_DIR = str(cache_dirs()["pyiqa"])  # where `models pull` put the files
-        metric = pyiqa.create_metric(name, device=dev)
+        # pyiqa fixes its cache dir at import; point it where `models pull` put the files (TORCH_HOME may change)
+        download_util.DEFAULT_CACHE_DIR = str(cache_dirs()["pyiqa"])
+        metric = pyiqa.create_metric(name, device=dev, **options)
 
     def score(img: Image) -> float:
-        with _quiet(), torch.inference_mode():
+        with quiet(), torch.inference_mode():
             return float(metric(_tensor(img, dev)).reshape(-1)[0])
 
     return score
@@ -272,9 +337,10 @@ def clear_cache() -> None:
 class PaperStepScorer:
     """The paper scorer behind :class:`fourkagent.scoring.qmoe.StepScorer`'s interface (``add``/``scores``)."""
 
-    def __init__(self, description: str, scorer: PaperScorer | None = None) -> None:
-        """Score candidates against the perceiver's ``description`` (HPS prompt)."""
-        self.scorer = scorer or load_scorer()
+    def __init__(self, description: str, scorer: PaperScorer | None = None, with_metrics: bool = True) -> None:
+        """Score candidates against the perceiver's ``description`` (HPS prompt) with ``scorer``, else the
+        loaded paper scorer (``with_metrics=False``: its HPSv2-only variant)."""
+        self.scorer = scorer or load_scorer(with_metrics)
         self.description = description or DEFAULT_PROMPT
         self._scores: list[Score] = []
 
@@ -288,12 +354,15 @@ class PaperStepScorer:
 
 
 def step_scorer(profile: Profile, inp: Image, step: str, description: str = "") -> StepScorer | PaperStepScorer:
-    """The profile's Q-MoE scorer for one step: the offline one, or the paper's."""
-    if profile.scorer == "paper":
-        return PaperStepScorer(description)
+    """The profile's Q-MoE scorer for one step: the offline one, the paper's, or the paper's HPSv2-only one."""
+    if profile.scorer in SCORERS:
+        return PaperStepScorer(description, with_metrics=SCORERS[profile.scorer])
     return StepScorer(inp, step, profile.priority)
 
 
 def default_threshold(profile: Profile) -> float:
-    """The profile's rollback threshold when it sets none: the paper's 0.5, or the offline scorer's."""
-    return PAPER_THRESHOLD if profile.scorer == "paper" else DEFAULT_THRESHOLD
+    """The profile's rollback threshold when it sets none: the paper's 0.5, 0.12 for HPSv2 alone, or the
+    offline scorer's."""
+    if profile.scorer in SCORERS:
+        return PAPER_THRESHOLD if SCORERS[profile.scorer] else HPS_ONLY_THRESHOLD
+    return DEFAULT_THRESHOLD
