@@ -13,6 +13,7 @@ a 1024x1024 degraded photo. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import as_image, psnr, resize, y_channel  # noqa: E402
 from fourkagent.photos import decode, photo_sources  # noqa: E402
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP  # noqa: E402
+from fourkagent.tools.base import Tool  # noqa: E402
 from fourkagent.tools.classical import oldphoto  # noqa: E402
 from fourkagent.tools.registry import MAIN_REGISTRY  # noqa: E402
 
@@ -87,7 +89,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=384, help="centre-crop size of the test photos")
     ap.add_argument("--quick", action="store_true", help="5 photos, level 3 only (smoke run)")
+    ap.add_argument("--only", default="", metavar="PATTERNS",
+                    help="comma-separated globs; run only tools whose name or category matches one "
+                         "(e.g. 'denoising,jpeg*,brighten_*,sr_*_x4')")
     args = ap.parse_args()
+    patterns = [p.strip() for p in args.only.split(",") if p.strip()]
     photos = load_photos(args.size)
     levels = (3,) if args.quick else (2, 3, 4)
     if args.quick:
@@ -99,7 +105,7 @@ def main() -> None:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for category, tools, kind in CASES:
-        for tool in tools:
+        for tool in _selected(tools, patterns):
             per_level: dict[int, list[float]] = {lv: [] for lv in levels}
             dssim: list[float] = []
             for img in photos.values():
@@ -121,15 +127,21 @@ def main() -> None:
                 f"{np.min(allp):+.2f} | {np.median(cl):.1f}/{np.min(cl):.1f} | {sec:.2f} |"
             )
     print("\nclean PSNR: output vs. the undegraded input (99 = unchanged); s/MP on a 1024x1024 level-3 image.")
-    sr_table(photos, big)
+    sr_table(photos, big, patterns)
 
 
-def sr_table(photos: dict[str, np.ndarray], big: np.ndarray) -> None:
+def _selected(tools: list[Tool], patterns: list[str]) -> list[Tool]:
+    """The tools whose name or category matches one of ``patterns`` (all tools when there are none)."""
+    return [t for t in tools if not patterns
+            or any(fnmatch.fnmatch(t.name, p) or fnmatch.fnmatch(t.spec.category, p) for p in patterns)]
+
+
+def sr_table(photos: dict[str, np.ndarray], big: np.ndarray, patterns: list[str] | None = None) -> None:
     """Clean SR: Y-PSNR gain over bicubic per tool, and seconds per output megapixel."""
     print("\n| SR tool | scale | preference | Y-PSNR gain over bicubic (dB) | worst photo | s per output MP |")
     print("|---|---|---|---|---|---|")
     for scale in (4, 2):
-        for tool in MAIN_REGISTRY.for_step("super-resolution", scale):
+        for tool in _selected(MAIN_REGISTRY.for_step("super-resolution", scale), patterns or []):
             gains = []
             for img in photos.values():
                 h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale

