@@ -1,8 +1,10 @@
 """Benchmark of the offline degradation detectors on synthetic degradations of real photos.
 
 Run ``python benchmarks/perception.py`` (add ``--quick`` for a subset, ``--seed N`` to reshuffle the
-pairs). Ground truth: a degradation is present iff its level is >= 3. "low resolution" is
-synthesised about content: bicubic downscale by the level's factor, then bicubic upscale back to
+pairs, ``--split tune|holdout`` to use only the photos the detectors were tuned on (the first 9) or only
+the held-out ones (the last 4); the default uses all and also reports F1 on the held-out photos'
+cases). Ground truth: a degradation is present iff its level is >= 3. "low resolution" is synthesised
+about content: bicubic downscale by the level's factor, then bicubic upscale back to
 the original pixel size (the detectors judge content, the agent takes the SR factor from the pixel
 size). Pairs are composed in capture order: haze, motion, defocus, low resolution, rain (an
 overlay near the lens), dark, noise, JPEG. Needs scikit-image (sample photos).
@@ -29,6 +31,9 @@ PHOTOS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
     "camera", "moon", "grass", "gravel", "coins", "stereo_motorcycle",
 )
+TUNE = PHOTOS[:9]
+"""Photos the detector thresholds were tuned on; the others are held out."""
+HOLDOUT = PHOTOS[9:]
 ORDER = ("haze", "motion blur", "defocus blur", "low resolution", "rain", "dark", "noise",
          "jpeg compression artifact")
 SHORT = {"noise": "noise", "motion blur": "motion", "defocus blur": "defocus", "haze": "haze", "rain": "rain",
@@ -79,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--errors", action="store_true", help="list every misclassified case")
+    ap.add_argument("--split", choices=("all", "tune", "holdout"), default="all",
+                    help="photos: all, the tuning photos only, or the held-out photos only")
     args = ap.parse_args(argv)
 
-    photos = list(PHOTOS[:6] if args.quick else PHOTOS)
+    pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]
+    photos = list(pool[:6] if args.quick else pool)
     rng = np.random.default_rng(args.seed)
     cases = build_cases(photos, rng, 84 if args.quick else 280)
     images = {p: load_photo(p) for p in photos}
 
     tp, fp, fn = (dict.fromkeys(KINDS, 0) for _ in range(3))
     stp, sfp, sfn = (dict.fromkeys(KINDS, 0) for _ in range(3))  # single-degradation and clean cases only
+    htp, hfp, hfn = (dict.fromkeys(KINDS, 0) for _ in range(3))  # cases on held-out photos only
     confusion = {t: dict.fromkeys(KINDS, 0) for t in (*KINDS, "clean")}  # true kind -> predicted-present counts
     truth_count = dict.fromkeys((*KINDS, "clean"), 0)
     errors = []
@@ -98,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         pred = {d.kind for d in dets if d.present}
         truth = {k for k, lv in spec.items() if lv >= 3}
         for k in KINDS:
-            for t_, f_p, f_n, on in ((tp, fp, fn, True), (stp, sfp, sfn, len(spec) <= 1)):
+            for t_, f_p, f_n, on in ((tp, fp, fn, True), (stp, sfp, sfn, len(spec) <= 1),
+                                     (htp, hfp, hfn, photo in HOLDOUT)):
                 if not on:
                     continue
                 if k in pred and k in truth:
@@ -118,17 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
 
     print(f"{len(cases)} cases from {len(photos)} photos ({elapsed:.1f} s, {1000 * elapsed / len(cases):.0f} ms/case)")
-    print(f"\n{'kind':<28}{'TP':>5}{'FP':>5}{'FN':>5}{'prec':>8}{'recall':>8}{'F1':>7}{'F1 singles':>12}")
-    f1s, sf1s = [], []
+    held = [p for p in photos if p in HOLDOUT]
+    print(f"photos: {', '.join(photos)}; held out (not tuned on): {', '.join(held) or 'none'}")
+    print(f"\n{'kind':<28}{'TP':>5}{'FP':>5}{'FN':>5}{'prec':>8}{'recall':>8}{'F1':>7}{'F1 singles':>12}"
+          f"{'F1 held-out':>13}")
+    f1s, sf1s, hf1s = [], [], []
     for k in KINDS:
         p = tp[k] / max(1, tp[k] + fp[k])
         r = tp[k] / max(1, tp[k] + fn[k])
         f1 = 2 * p * r / max(1e-9, p + r)
         sf1 = 2 * stp[k] / max(1, 2 * stp[k] + sfp[k] + sfn[k])
+        hf1 = 2 * htp[k] / max(1, 2 * htp[k] + hfp[k] + hfn[k])
         f1s.append(f1)
         sf1s.append(sf1)
-        print(f"{k:<28}{tp[k]:>5}{fp[k]:>5}{fn[k]:>5}{p:>8.3f}{r:>8.3f}{f1:>7.3f}{sf1:>12.3f}")
-    print(f"{'macro F1':<43}{np.mean(f1s):>22.3f}{np.mean(sf1s):>12.3f}")
+        hf1s.append(hf1)
+        hcol = f"{hf1:>13.3f}" if held else f"{'-':>13}"
+        print(f"{k:<28}{tp[k]:>5}{fp[k]:>5}{fn[k]:>5}{p:>8.3f}{r:>8.3f}{f1:>7.3f}{sf1:>12.3f}{hcol}")
+    hmean = f"{np.mean(hf1s):>13.3f}" if held else f"{'-':>13}"
+    print(f"{'macro F1':<43}{np.mean(f1s):>22.3f}{np.mean(sf1s):>12.3f}{hmean}")
 
     print("\nconfusion: rows = true present kind (or clean/all-absent), columns = predicted-present rate")
     print(f"{'true/pred':<14}{'n':>5}" + "".join(f"{SHORT[k]:>9}" for k in KINDS))

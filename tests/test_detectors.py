@@ -10,6 +10,7 @@ import pytest
 
 from fourkagent import degrade
 from fourkagent.imaging import as_image, resize
+from fourkagent.perception import measures as M
 from fourkagent.perception.detectors import (
     KINDS,
     SEVERITIES,
@@ -201,6 +202,98 @@ def test_pair_noise_and_dark():
     img = degrade.add_noise(degrade.darken(photo("astronaut"), 0.22), 35, seed=2)
     present = {d.kind for d in detect_all(img) if d.present}
     assert {"noise", "dark"} <= present
+
+
+# --------------------------------------------------------------------------------- combined degradations
+
+
+def chain(name: str, *steps: tuple[str, int]) -> dict[str, Detection]:
+    """Apply ``(kind, level)`` steps in order to a photo; the detections by kind."""
+    img = photo(name)
+    for i, (kind, level) in enumerate(steps):
+        img = degraded(img, kind, level, seed=i + 1)
+    return {d.kind: d for d in detect_all(img)}
+
+
+@pytest.mark.parametrize("name", ["coffee", "camera", "astronaut"])
+def test_noise_survives_mild_jpeg(name):
+    # sigma 20 under JPEG quality 40: patch-PCA sees little, the DCT coefficients still carry it
+    assert chain(name, ("noise", 3), ("jpeg compression artifact", 2))["noise"].present
+    assert not chain(name, ("noise", 2), ("jpeg compression artifact", 2))["noise"].present  # sigma 10: absent
+
+
+def test_jpeg_noise_sigma_tracks_noise_and_ignores_clean_blocks():
+    img = photo("astronaut")
+    for sigma in (20, 35):
+        for quality in (60, 40):
+            noisy = degrade.jpeg(degrade.add_noise(img, sigma, seed=1), quality)
+            est = M.jpeg_noise_sigma(noisy, M.jpeg_measures(noisy)["jpeg_quality_est"])
+            assert abs(est - sigma) <= 0.2 * sigma, (sigma, quality, est)
+    clean = degrade.jpeg(img, 40)
+    assert M.jpeg_noise_sigma(clean, M.jpeg_measures(clean)["jpeg_quality_est"]) < 8.0
+
+
+@pytest.mark.parametrize("name", ["coffee", "astronaut"])
+def test_noise_does_not_hide_low_resolution(name):
+    dets = chain(name, ("low resolution", 3), ("noise", 3))
+    assert dets["low resolution"].present and dets["noise"].present
+
+
+def test_motion_under_heavy_noise():
+    dets = chain("astronaut", ("motion blur", 3), ("noise", 4))
+    assert dets["motion blur"].present and dets["noise"].present
+    assert not dets["low resolution"].present
+
+
+@pytest.mark.parametrize("name", ["chelsea", "astronaut"])
+def test_directional_blur_is_not_low_resolution(name):
+    # a motion kernel leaves the direction across it sharp; JPEG must not turn that into "low resolution"
+    dets = chain(name, ("motion blur", 4), ("jpeg compression artifact", 1))
+    assert dets["motion blur"].present
+    assert not dets["low resolution"].present
+
+
+def test_motion_and_defocus_together():
+    dets = chain("astronaut", ("motion blur", 5), ("defocus blur", 4))
+    assert dets["motion blur"].present and dets["defocus blur"].present
+    assert 5.0 <= dets["defocus blur"].evidence["defocus_radius"] <= 7.0  # true radius 6
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_defocus_behind_mild_resampling(name):
+    # a x2 down/up-scale weakens the disk's ring; the wide ring still reads as optics, not as low resolution
+    dets = chain(name, ("defocus blur", 5), ("low resolution", 2))
+    assert dets["defocus blur"].present
+    assert not dets["low resolution"].present
+
+
+@pytest.mark.parametrize("radius", [4.0, 6.0, 8.0])
+def test_defocus_radius_is_measured(radius):
+    d = detect(degrade.defocus_blur(photo("chelsea"), radius), "defocus blur")
+    assert abs(d.evidence["defocus_radius"] - radius) <= 0.3, d.evidence
+
+
+@pytest.mark.parametrize("name", ["camera", "moon"])
+def test_noise_does_not_colour_a_grey_photo_hazy(name):
+    dets = chain(name, ("noise", 1))
+    assert dets["haze"].evidence["saturation"] < 0.02
+    assert not dets["haze"].present
+
+
+def test_heavy_quantisation_of_grey_texture_is_not_haze():
+    hazy = chain("moon", ("haze", 3))
+    assert hazy["haze"].present
+    blocky = chain("moon", ("jpeg compression artifact", 5))
+    assert blocky["haze"].evidence["smear_discount"] > 0.05
+    assert not blocky["haze"].present
+
+
+def test_rain_streaks_do_not_fake_blur():
+    for name in ("chelsea", "rocket", "astronaut"):
+        dets = chain(name, ("rain", 3))
+        assert dets["rain"].present
+        assert not dets["low resolution"].present and not dets["motion blur"].present
+        assert not dets["defocus blur"].present
 
 
 # ------------------------------------------------------------------------------------------ speed

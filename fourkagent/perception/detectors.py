@@ -6,18 +6,21 @@ with a confidence and the evidence it used. Thresholds are calibrated on synthet
 "medium" and above (present); clean photos report every degradation absent.
 
 Evidence (``Detection.evidence``; every kind also has ``score``, larger = worse, graded by 4 thresholds):
-  noise          noise_sigma (0-255, patch-PCA on native-resolution crops)
+  noise          noise_sigma (0-255, patch-PCA on native-resolution crops; for JPEGs of quality >= 30 the
+                 larger of that and the DCT-domain estimate, which sees the noise quantisation left)
   motion blur    motion_length (px, cepstral ray radius), motion_weight, ray_angle (deg), ray_excess,
                  anisotropy, cutoff_along / cutoff_across (cycles/px)
-  defocus blur   defocus_radius (px, half the cepstral ring radius), ring_weight, ring_z, cutoff
+  defocus blur   defocus_radius (px, half the cepstral ring radius), ring_weight, ring_z, wide_ring_z /
+                 wide_ring_radius (strongest ring of diameter >= 8 px), cutoff
   haze           dark_channel (median / airlight), dark_channel_p10, dark_channel_p2, airlight, contrast,
-                 saturation
+                 saturation (on a 64-px copy), smear_discount (grey images under strong motion blur)
   rain           streak_energy (oriented line-filter energy of the top-hat), streak_coverage(2), streak_angle
   dark           mean_luminance, median_luminance, p90_luminance, bright_luminance (99.5th pct., 4x reduced)
   jpeg ...       blockiness (8x8 grid step ratio), jpeg_quality_est (from quantisation steps; 0 = none),
                  quant_fit
-  low resolution effective_factor (0.5 / isotropic cut-off), cutoff, iso_cutoff, noise_limit,
-                 resample_period, resample_strength, short_side_px
+  low resolution effective_factor (0.5 / isotropic cut-off), cutoff, iso_cutoff, sector_hi (cut-off of the
+                 second least attenuated direction), noise_limit, resample_period, resample_strength,
+                 short_side_px
 """
 
 from __future__ import annotations
@@ -44,11 +47,13 @@ KINDS: tuple[str, ...] = (
 )
 PRESENT_FROM = 2  # index of "medium"
 _RAIN_EDGES = (25.0, 37.0, 48.0, 58.0)
+_JPEG_NOISE_FROM = 30.0  # JPEG quality from which noise and blur still show through the quantisation
 _NEUTRAL_BLUR = dict.fromkeys(
     ("noise_limit", "ray_z", "ray_excess", "ray_angle", "ray_radius", "ring_z", "ring_radius", "axis_z", "offaxis_z",
+     "wide_ring_z", "wide_ring_radius",
      "resample_period", "resample_strength", "anisotropy", "motion_weight", "motion_length", "ring_weight",
      "defocus_radius", "upsampled"), 0.0) | {"cutoff": 0.5, "cutoff_along": 0.5, "cutoff_across": 0.5,
-                                            "iso_cutoff": 0.5}
+                                            "iso_cutoff": 0.5, "sector_hi": 0.5}
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,11 @@ class _Analysis:
 
     @cached_property
     def noise(self) -> float:
-        return M.noise_sigma(self.img)
+        s = M.noise_sigma(self.img)
+        q = self.jpeg["jpeg_quality_est"]
+        if q >= _JPEG_NOISE_FROM:  # JPEG quantised the noise away from the patches: count it in the DCT too
+            s = max(s, M.jpeg_noise_sigma(self.img, q))
+        return s
 
     @cached_property
     def bright(self) -> dict[str, float]:
@@ -118,58 +127,90 @@ class _Analysis:
         return M.streak_measures(self.img, self.noise)
 
     @cached_property
-    def blur(self) -> dict[str, float]:
-        """Spectral cut-offs, cepstral shape and resampling period, combined into blur-type evidence."""
+    def spectra(self) -> dict | None:
+        """Raw spectral measurements of the luma (None: too small or flat for spectral analysis)."""
         gray = luma(M.bounded(self.img, 1024))
-        if min(gray.shape) < 48 or float(gray.std()) < 1e-4:  # too small or flat for spectral analysis
-            return dict(_NEUTRAL_BLUR)
-        p, pn, n = S.power_spectrum(gray, self.noise)
-        grid = self.jpeg["jpeg_quality_est"] > 0
-        sb = S.spectral_blur(p, pn, n, jpeg_grid=grid)
-        cs = S.cepstral_shape(S.cepstrum(p, pn, jpeg_grid=grid))
-        rs = S.resampling_period(M.bounded(gray, 512))
-        sec = sb.pop("sector_cutoff")
-        fc = sb["cutoff"]
+        if min(gray.shape) < 48 or float(gray.std()) < 1e-4:
+            return None
         st = self.streaks
         rainy = st["streak_energy"] * 1000.0 >= _RAIN_EDGES[0]
+        strip = st["streak_angle"] if rainy else None  # rain: analyse the spectrum off the streaks' own
+        rs = S.resampling_period(M.bounded(gray, 512))
+        q = self.jpeg["jpeg_quality_est"]
+        grid = q > 0
+        if grid:  # block edges spread content over every frequency: ramp them out first
+            gray = M.deblock(gray, q)
+        p, pn, n = S.power_spectrum(gray, M.noise_sigma(gray))  # the luma plane's own noise floor
+        sb = S.spectral_blur(p, pn, n, jpeg_grid=grid, strip=strip)
+        cs = S.cepstral_shape(S.cepstrum(p, pn, jpeg_grid=grid, strip=strip), exclude=strip)
+        if rainy and cs["ray_excess"] < 3.0:  # weak ray: the most attenuated sector off the streaks
+            d = np.abs((np.arange(12) * 15.0 + 7.5 - st["streak_angle"] + 90.0) % 180.0 - 90.0)
+            cs["ray_angle"] = float(np.argmin(np.where(d > 30.0, sb["sector_cutoff"], np.inf)) * 15 + 7.5)
+            cs["ray_excess"], cs["ray_radius"] = max(cs["ray_excess"], 1.5), 0.0  # no ray length there
+        across = S.spectral_blur(p, pn, n, grid, wedge=(cs["ray_angle"] + 90.0) % 180.0, strip=strip)["cutoff"]
+        return {"sb": sb, "cs": cs, "rs": rs, "across": across, "jpeg_quality": q}
 
-        def off_streaks(angle: float) -> bool:
-            return not rainy or abs((angle - st["streak_angle"] + 90.0) % 180.0 - 90.0) > 20.0
+    @cached_property
+    def blur(self) -> dict[str, float]:
+        """Spectral cut-offs, cepstral shape and resampling period, combined into blur-type evidence."""
+        return _NEUTRAL_BLUR.copy() if self.spectra is None else _blur_evidence_from(self.spectra)
 
-        if not off_streaks(cs["ray_angle"]):  # rain streaks also make a cepstral ray: use spectra only
-            cs["ray_angle"], cs["ray_excess"] = float(np.argmin(sec) * 15 + 7.5), 1.5
-            if not off_streaks(cs["ray_angle"]):
-                cs["ray_excess"] = 0.0
-        # motion: one cepstral ray (kernel length) along the most attenuated spectral direction
-        i = int(cs["ray_angle"] // 15) % 12
-        along = sec[i]
-        across = S.spectral_blur(p, pn, n, grid, wedge=(cs["ray_angle"] + 90.0) % 180.0)["cutoff"]
-        aniso = along / max(sec[(i + 6) % 12], 1e-6)
-        if cs["ray_excess"] >= 3.0:
-            mlen = cs["ray_radius"]
-            # first sinc zero near 1/L along the ray; rain streaks (added, not convolved) fail this
-            consistent = along * mlen >= 0.3 and (along <= 0.15 or along * mlen <= 1.6)
-            motion_w = float(np.clip((cs["ray_excess"] - 1.5) / 2.0, 0.0, 1.0)) * consistent
-            motion_w = min(motion_w, float(np.clip((0.85 - aniso) / 0.3, 0.0, 1.0)))
-        else:  # weak ray (noise): rely on strong directional attenuation only
-            mlen = 0.75 / max(along, 1e-3)
-            motion_w = 0.8 * float(np.clip((0.6 - aniso) / 0.3, 0.0, 1.0)) * (cs["ray_excess"] >= 1.5)
-        # defocus: a cepstral ring at the kernel diameter
-        ring_w = float(np.clip((cs["ring_z"] - 3.0) / 1.5, 0.0, 1.0))
-        radius = cs["ring_radius"] / 2.0
-        upsampled = rs["resample_strength"] >= 0.2
-        if upsampled:
-            ring_w *= 0.5  # interpolation rings are not optics
-        # remaining isotropic softness, beyond what motion (across its direction) or defocus explains
-        fc_iso = across if motion_w > 0.5 else fc
-        if ring_w > 0.5 and fc_iso * radius >= 0.22 and (radius >= 3.6 or fc_iso >= 0.09):
-            fc_iso = 0.5  # the (mild or strong) defocus kernel explains the cut-off
-        return {
-            **sb, **cs, **rs, "cutoff_along": float(along), "cutoff_across": float(across),
-            "anisotropy": float(aniso), "motion_weight": float(motion_w), "motion_length": float(mlen),
-            "ring_weight": ring_w, "defocus_radius": float(radius), "iso_cutoff": float(fc_iso),
-            "upsampled": float(upsampled),
-        }
+
+def _blur_evidence_from(sp: dict) -> dict[str, float]:
+    """Combine the raw spectral measurements into motion, defocus and isotropic-softness evidence."""
+    sb, cs, rs, across = dict(sp["sb"]), dict(sp["cs"]), sp["rs"], sp["across"]
+    raw = sb.pop("sector_cutoff")
+    sec = np.nan_to_num(raw, nan=0.5)  # a sector without a cut-off before the noise floor reads as sharp
+    known = np.nan_to_num(raw, nan=sb["noise_limit"])  # ... but is only known to pass the noise floor
+    fc = sb["cutoff"]
+    # motion: one cepstral ray (kernel length) along the most attenuated spectral direction
+    i = int(cs["ray_angle"] // 15) % 12
+    along = sec[i]
+    aniso = along / max(known[(i + 6) % 12], 1e-6)
+    ray_fits = 0.3 <= along * cs["ray_radius"] <= 2.5  # first sinc zero near 1/L along the ray
+    if cs["ray_excess"] >= 3.0:
+        mlen = cs["ray_radius"]
+        # rain streaks (added, not convolved) fail the sinc-zero test
+        consistent = along * mlen >= 0.3 and (along <= 0.15 or along * mlen <= 1.6)
+        motion_w = float(np.clip((cs["ray_excess"] - 1.5) / 2.0, 0.0, 1.0)) * consistent
+        # the spectrum must also be directional, unless the ray is unmistakable (motion + isotropic blur)
+        guard = (0.85 - aniso) / 0.3 if cs["ray_excess"] < 14.0 else (1.0 - aniso) / 0.15
+        motion_w = min(motion_w, float(np.clip(guard, 0.0, 1.0)))
+    else:  # weak ray (noise, isotropic blur on top): rely on strong directional attenuation
+        mlen = cs["ray_radius"] if cs["ray_excess"] >= 1.2 and ray_fits else 0.85 / max(along, 1e-3)
+        # across the blur the spectrum may reach the noise floor uncut: aniso is then only an upper bound
+        open_across = bool(np.isnan(raw[(i + 6) % 12])) and aniso < 0.5
+        directional = cs["ray_excess"] >= 1.5 or aniso < 0.4 or open_across
+        motion_w = float(np.clip((0.65 - aniso) / 0.25, 0.0, 1.0)) * directional
+    # defocus: a cepstral ring at the kernel diameter
+    ring_w = float(np.clip((cs["ring_z"] - 3.0) / 1.5, 0.0, 1.0))
+    radius, ring_z = cs["ring_radius"] / 2.0, cs["ring_z"]
+    upsampled = rs["resample_strength"] >= 0.2
+    if upsampled:
+        ring_w *= 0.5  # interpolation rings are not optics
+    # a wide ring (diameter >= 8 px) is optics even when a narrower interpolation ring is stronger,
+    # unless it is only the echo of a small disk's own ring (about twice its diameter, much weaker)
+    ratio = cs["wide_ring_radius"] / max(cs["ring_radius"], 1.0)
+    echo = 1.6 <= ratio <= 2.2 or cs["wide_ring_z"] < 0.45 * cs["ring_z"]
+    # mild JPEG quantisation fills the kernel's zeros (a weaker ring) but adds no ring of its own
+    lo, span = (1.3, 0.4) if sp.get("jpeg_quality", 0.0) >= _JPEG_NOISE_FROM else (2.6, 0.8)
+    wide_w = float(np.clip((cs["wide_ring_z"] - lo) / span, 0.0, 1.0)) * (not echo) * (0.5 if upsampled else 1.0)
+    if wide_w * cs["wide_ring_radius"] / 2.0 > ring_w * radius:
+        ring_w, radius, ring_z = wide_w, cs["wide_ring_radius"] / 2.0, cs["wide_ring_z"]
+    # a motion kernel can ring weakly too; a strong ring is a disk whatever else blurred the image
+    ring_damp = 0.5 * motion_w * (1.0 - float(np.clip((ring_z - 4.5) / 1.5, 0.0, 1.0)))
+    # remaining isotropic softness: low resolution attenuates every direction, so the least attenuated
+    # directions bound it (a directional blur leaves one sharp)
+    sec_hi = float(np.sort(known)[-2])
+    fc_iso = min(max(across if motion_w > 0.5 else fc, sec_hi), 0.5)
+    if ring_w > 0.5 and fc_iso * radius >= 0.22 and (radius >= 3.6 or fc_iso >= 0.09):
+        fc_iso = 0.5  # the (mild or strong) defocus kernel explains the cut-off
+    return {
+        **sb, **cs, **rs, "cutoff_along": float(along), "cutoff_across": float(across),
+        "anisotropy": float(aniso), "motion_weight": float(motion_w), "motion_length": float(mlen),
+        "ring_weight": ring_w * (1.0 - ring_damp), "defocus_radius": float(radius), "iso_cutoff": float(fc_iso),
+        "upsampled": float(upsampled), "sector_hi": sec_hi,
+    }
 
 
 # --------------------------------------------------------------------------------------- detectors
@@ -199,9 +240,14 @@ def _jpeg(a: _Analysis) -> Detection:
 def _haze(a: _Analysis) -> Detection:
     h = a.haze
     if h["saturation"] < 0.02:  # no colour: the dark channel is only the local minimum intensity
-        return _grade("haze", h["dark_channel"], (0.55, 0.655, 0.78, 0.86), h)
+        # a strong motion smear, or quantisation that flattens whole 8x8 blocks, averages a grey texture's
+        # dark pixels away, which reads as a lifted floor
+        b, q = a.blur, a.jpeg["jpeg_quality_est"]
+        smear = 0.1 * float(np.clip(max(b["motion_length"] * b["motion_weight"] / 11.5 - 1.0,
+                                        (25.0 - q) / 15.0 if q > 0 else 0.0), 0.0, 1.0))
+        return _grade("haze", h["dark_channel"] - smear, (0.55, 0.655, 0.78, 0.86), h | {"smear_discount": smear})
     # dark-channel prior: haze-free colour scenes keep many patches with one channel near 0
-    return _grade("haze", h["dark_channel"], (0.35, 0.505, 0.64, 0.76), h)
+    return _grade("haze", h["dark_channel"], (0.35, 0.505, 0.64, 0.76), h | {"smear_discount": 0.0})
 
 
 def _rain(a: _Analysis) -> Detection:
@@ -224,8 +270,8 @@ def _motion(a: _Analysis) -> Detection:
 
 def _defocus(a: _Analysis) -> Detection:
     b = a.blur
-    score = b["defocus_radius"] * b["ring_weight"] * (1.0 - 0.5 * b["motion_weight"])
-    ev = _blur_evidence(b, ("defocus_radius", "ring_weight", "ring_z", "cutoff"))
+    score = b["defocus_radius"] * b["ring_weight"]
+    ev = _blur_evidence(b, ("defocus_radius", "ring_weight", "ring_z", "wide_ring_z", "wide_ring_radius", "cutoff"))
     return _grade("defocus blur", score, (2.0, 3.6, 5.0, 7.0), ev)
 
 
@@ -242,7 +288,8 @@ def _low_resolution(a: _Analysis) -> Detection:
         factor = max(factor, b["resample_period"])
     tiny = float(np.interp(short, [48.0, 96.0, 128.0, 160.0], [8.0, 5.0, 3.5, 1.0]))  # tiny image: SR input
     score = max(factor, tiny)
-    ev = _blur_evidence(b, ("cutoff", "iso_cutoff", "noise_limit", "resample_period", "resample_strength"))
+    ev = _blur_evidence(b, ("cutoff", "iso_cutoff", "sector_hi", "noise_limit", "resample_period",
+                            "resample_strength"))
     ev.update(effective_factor=factor, short_side_px=short)
     return _grade("low resolution", score, (2.0, 3.1, 4.6, 6.5), ev)
 

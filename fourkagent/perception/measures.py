@@ -49,17 +49,22 @@ def _pca_sigma(patches: np.ndarray) -> float:
 
 
 def noise_sigma(img: np.ndarray, patch: int = 7, max_patches: int = 30000, seed: int = 0) -> float:
-    """Additive white noise std in 0-255 units, from unclipped patches of native-resolution crops."""
+    """Additive white noise std in 0-255 units, from unclipped patches of native-resolution crops.
+
+    ``img`` is an RGB image (every channel sampled) or a single plane.
+    """
     if min(img.shape[:2]) < 2 * patch:
         return 0.0
     rng = np.random.default_rng(seed)
     dy, dx = np.divmod(np.arange(patch * patch), patch)
     samples = []
+    planes = 1 if img.ndim == 2 else img.shape[2]
     for c in crops(img, 256, 9):
         wy, wx = c.shape[0] - patch + 1, c.shape[1] - patch + 1
-        k = min(wy * wx, max_patches // 27 + 1)
+        k = min(wy * wx, max_patches // (9 * planes) + 1)
         iy, ix = np.divmod(rng.choice(wy * wx, size=k, replace=False), wx)
-        for ch in range(3):
+        c = c.reshape(c.shape[0], c.shape[1], planes)
+        for ch in range(planes):
             samples.append(c[iy[:, None] + dy, ix[:, None] + dx, ch])
     x = np.concatenate(samples).astype(np.float64)
     lo, hi = x.min(axis=1), x.max(axis=1)
@@ -72,6 +77,57 @@ def noise_sigma(img: np.ndarray, patch: int = 7, max_patches: int = 30000, seed:
             break
         sigma = _pca_sigma(x[ok])
     return 255.0 * sigma
+
+
+def deblock(gray: np.ndarray, quality: float) -> np.ndarray:
+    """Luma plane (0-1) with the 8x8 JPEG block edges ramped out (strength from the estimated quality)."""
+    from fourkagent.tools.classical.jpeg import deblock_plane
+
+    q = float(np.clip(quality, 1.0, 100.0))
+    dc = 16.0 * (50.0 / q if q < 50.0 else 2.0 - q / 50.0)  # libjpeg's DC quantisation step at this quality
+    dc = max(dc, 1.0)
+    return (deblock_plane(gray.astype(np.float64) * 255.0, 8, (0, 0), 1.5 * dc, 2.0 * dc) / 255.0).astype(np.float32)
+
+
+def jpeg_noise_sigma(img: np.ndarray, quality: float) -> float:
+    """Noise std (0-255, per RGB channel) that survived JPEG at ``quality``, from its DCT coefficients.
+
+    Quantisation removes most of the noise's high frequencies (patch-PCA then sees little), but it leaves
+    a Gaussian count of non-zero coefficients wherever the step is near the noise level: in the flattest
+    blocks (chosen on the odd (u+v) positions), the non-zero rate p at each even position with step Q gives
+    sigma = Q / (2 Phi^-1(1 - p/2)). Content is heavy-tailed, so its estimates fall with Q; when the coarse
+    steps read much lower than the fine ones the blocks are texture and 0 is returned (no verdict).
+    """
+    from statistics import NormalDist
+
+    from fourkagent.tools.classical.jpeg import LUMA_TABLE, ijg_table
+
+    y = luma(img).astype(np.float64) * 255.0
+    blocks = []
+    for c in crops(y, 256, 9, align=8):
+        h, w = (c.shape[0] // 8) * 8, (c.shape[1] // 8) * 8
+        blocks.append(c[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8))
+    b = np.concatenate(blocks) if blocks else np.zeros((0, 8, 8))
+    b = b[(b.min(axis=(1, 2)) > 2.0) & (b.max(axis=(1, 2)) < 253.0)]  # clipped blocks lose noise
+    if len(b) < 64:
+        return 0.0
+    table = ijg_table(LUMA_TABLE, int(round(quality)))
+    nonzero = np.abs(_DCT8 @ (b - 128.0) @ _DCT8.T) >= 0.5 * table
+    parity = np.add.outer(np.arange(8), np.arange(8))
+    count = nonzero[:, parity % 2 == 1].sum(axis=1)
+    p = nonzero[count <= np.percentile(count, 25)].mean(axis=0)
+    est = sorted(
+        (table[u, v], table[u, v] / (2.0 * NormalDist().inv_cdf(1.0 - p[u, v] / 2.0)))
+        for u in range(8) for v in range(8)
+        if parity[u, v] % 2 == 0 and parity[u, v] > 0 and 0.02 <= p[u, v] <= 0.95
+    )
+    if len(est) < 4:
+        return 0.0
+    sig = np.array([e for _, e in est])
+    half = len(sig) // 2
+    if np.median(sig[:half]) > 1.4 * np.median(sig[half:]):
+        return 0.0
+    return float(np.median(sig[half:]) / 0.67)  # luma noise of independent RGB noise is 0.67 sigma
 
 
 # ------------------------------------------------------------------------------------ brightness
@@ -178,13 +234,14 @@ def haze_measures(img: np.ndarray) -> dict[str, float]:
     top = np.argsort(flat)[-max(1, flat.size // 1000) :]
     airlight = float(s.reshape(-1, 3)[top].mean())
     y = luma(s)
+    c = small(s, 64)  # colourfulness on a coarse copy: sensor noise must not make a grey image colourful
     return {
         "dark_channel": float(np.median(dc) / max(airlight, 1e-3)),
         "dark_channel_p10": float(np.percentile(dc, 10) / max(airlight, 1e-3)),
         "dark_channel_p2": float(np.percentile(dc, 2) / max(airlight, 1e-3)),
         "airlight": airlight,
         "contrast": float(y.std() / max(y.mean(), 1e-3)),
-        "saturation": float(np.mean(s.max(axis=2) - s.min(axis=2)) / max(float(s.max(axis=2).mean()), 1e-3)),
+        "saturation": float(np.mean(c.max(axis=2) - c.min(axis=2)) / max(float(c.max(axis=2).mean()), 1e-3)),
     }
 
 

@@ -8,6 +8,9 @@ import numpy as np
 from fourkagent.perception.measures import crops
 
 _HANN: dict[int, np.ndarray] = {}
+_STRIP_HALF = 30.0  # degrees around the rain streaks' own spectral direction left out
+_RAY_FROM = 5  # shortest motion length (px) the cepstral ray is searched at
+_RELIABLE = 1.5  # a radial bin is content while its power exceeds this multiple of the noise floor
 
 
 def power_spectrum(gray: np.ndarray, noise: float, size: int = 256, count: int = 6) -> tuple[np.ndarray, float, int]:
@@ -31,11 +34,13 @@ def power_spectrum(gray: np.ndarray, noise: float, size: int = 256, count: int =
     return p, pn, n
 
 
-def cepstrum(p: np.ndarray, pn: float, jpeg_grid: bool = False) -> np.ndarray:
+def cepstrum(p: np.ndarray, pn: float, jpeg_grid: bool = False, strip: float | None = None) -> np.ndarray:
     """Real cepstrum of the noise-compensated power spectrum, centred (fftshift).
 
     With ``jpeg_grid`` the spectral lines of the 8x8 block grid (k/8 cycles/px) are first replaced by
-    the mean of their neighbours so that the grid does not imprint a lattice on the cepstrum.
+    the mean of their neighbours so that the grid does not imprint a lattice on the cepstrum. With
+    ``strip`` (rain streak orientation, degrees) the streaks' own spectral wedge takes, per radius, the
+    mean log power of the other directions.
     """
     if jpeg_grid:
         n = p.shape[0]
@@ -49,7 +54,18 @@ def cepstrum(p: np.ndarray, pn: float, jpeg_grid: bool = False) -> np.ndarray:
                     idx[axis] = i % n
                     p[tuple(idx)] = 0.5 * (lo + hi)
     ps = np.maximum(p - pn, 0.0) + 0.25 * pn + 1e-12 * p.max() + 1e-24
-    return np.fft.fftshift(np.real(np.fft.ifft2(np.log(ps))))
+    logp = np.log(ps)
+    if strip is not None:
+        n = p.shape[0]
+        f = np.fft.fftfreq(n)
+        fy, fx = np.meshgrid(f, f, indexing="ij")
+        wedge = np.abs((np.degrees(np.arctan2(-fy, fx)) - strip) % 180.0 - 90.0) <= _STRIP_HALF
+        r = np.rint(np.hypot(fx, fy) * n).astype(int)
+        keep = ~wedge
+        mean = np.bincount(r[keep], logp[keep], minlength=r.max() + 1) / np.maximum(
+            np.bincount(r[keep], minlength=r.max() + 1), 1)
+        logp = np.where(wedge, mean[r], logp)
+    return np.fft.fftshift(np.real(np.fft.ifft2(logp)))
 
 
 def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
@@ -63,8 +79,13 @@ def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
 
 
 def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
-                  wedge: float | None = None) -> dict[str, float]:
-    """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector."""
+                  wedge: float | None = None, strip: float | None = None) -> dict[str, float]:
+    """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector.
+
+    ``strip``: the orientation (degrees) of rain streaks; the +-30 degree wedge of frequency directions
+    across them, where thin streaks put their energy, is left out. Sectors without a cut-off before the
+    noise floor read NaN (unknown), the overall cut-off then 0.5.
+    """
     f = np.fft.fftfreq(n)
     fy, fx = np.meshgrid(f, f, indexing="ij")
     rad = np.hypot(fx, fy)
@@ -75,48 +96,71 @@ def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
             valid &= (np.abs(np.abs(fx) - k / 8) > 1.5 / n) & (np.abs(np.abs(fy) - k / 8) > 1.5 / n)
     edges = np.linspace(0.0, 0.5, 41)
     ang = np.degrees(np.arctan2(-fy, fx)) % 180.0  # y up, like the cepstral ray angle
+    if strip is not None:
+        valid &= np.abs((ang - strip) % 180.0 - 90.0) > _STRIP_HALF
     rb = np.clip(np.digitize(rad, edges) - 1, 0, 39)
     sb = (ang // 15).astype(int) % 12
 
-    def profile(mask: np.ndarray) -> np.ndarray:
-        num = np.bincount(rb[mask], ps[mask], minlength=40)
+    def profile(mask: np.ndarray, values: np.ndarray = ps) -> np.ndarray:
+        """Mean of ``values`` per radial bin (NaN where the mask has no bin)."""
         den = np.bincount(rb[mask], minlength=40)
-        return num / np.maximum(den, 1)
+        return np.where(den > 0, np.bincount(rb[mask], values[mask], minlength=40) / np.maximum(den, 1), np.nan)
 
-    praw = np.bincount(rb[valid], p[valid], minlength=40) / np.maximum(np.bincount(rb[valid], minlength=40), 1)
-    reliable = praw > 3.0 * pn  # signal clearly above the white-noise floor
+    praw = profile(valid, p)
+    reliable = ~(praw <= _RELIABLE * pn)  # signal above the white-noise floor (NaN: no bin, no verdict)
     last = 40 if reliable.all() else max(int(np.argmin(reliable)), 4)
 
-    def cutoff(prof: np.ndarray) -> float:
-        rel = prof / (prof[1:5].mean() + 1e-20)  # reference band 0.0125 - 0.0625 cycles/px
+    def cutoff(mask: np.ndarray, unknown: float = 0.5) -> float:
+        prof = profile(mask)
+        band = prof[1:5]  # reference band 0.0125 - 0.0625 cycles/px
+        if np.isnan(band).all():
+            return unknown
+        rel = prof / (float(np.nanmean(band)) + 1e-20)
+        prev = rel[3]
         for i in range(4, last):
+            if np.isnan(rel[i]):
+                continue
             if rel[i] < 0.1:
-                lo = max(rel[i - 1], 0.1)
+                lo = max(prev, 0.1) if not np.isnan(prev) else 0.1
                 t = float(np.clip((lo - 0.1) / max(lo - rel[i], 1e-12), 0.0, 1.0))
                 return float(edges[i - 1] + 0.0125 * (0.5 + t))
-        return 0.5  # no cut-off before the noise floor: treat as sharp
+            prev = rel[i]
+        return 0.5 if last >= 40 else unknown  # no cut-off at all (sharp), or none before the noise floor
 
-    prof = profile(valid)
-    fc = cutoff(prof)
-    sec = np.array([cutoff(profile(valid & (sb == s))) for s in range(12)])
     if wedge is not None:  # narrow (+-4 degree) wedge around one frequency direction
         d = np.abs((ang - wedge + 90.0) % 180.0 - 90.0)
-        return {"cutoff": cutoff(profile(valid & (d <= 4.0)))}
+        return {"cutoff": cutoff(valid & (d <= 4.0))}
     return {
-        "cutoff": fc,
+        "cutoff": cutoff(valid),
         "noise_limit": float(edges[last]) if last < 40 else 0.5,
-        "sector_cutoff": sec,
+        "sector_cutoff": np.array([cutoff(valid & (sb == s), np.nan) for s in range(12)]),
     }
 
 
-def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
-    """Ray (motion), ring (defocus) and axis-cross (separable resampling) strengths of cepstral dips."""
+def _peak(y: np.ndarray) -> float:
+    """Sub-sample position of the maximum of ``y`` (parabola through the peak and its neighbours)."""
+    k = int(np.argmax(y))
+    if 0 < k < y.size - 1:
+        den = y[k - 1] - 2.0 * y[k] + y[k + 1]
+        if den < 0:
+            return k + float(np.clip(0.5 * (y[k - 1] - y[k + 1]) / den, -0.5, 0.5))
+    return float(k)
+
+
+def cepstral_shape(cep: np.ndarray, rmax: int = 48, exclude: float | None = None) -> dict[str, float]:
+    """Ray (motion), ring (defocus) and axis-cross (separable resampling) strengths of cepstral dips.
+
+    ``exclude``: an orientation (degrees, e.g. of rain streaks) whose +-30 degrees cannot hold the ray.
+    """
     q = -_polar(cep, rmax)[:, 3:]  # dips of the cepstrum are positive here; skip the centre
     scale = 1.4826 * np.median(np.abs(q - np.median(q))) + 1e-9
-    ray = q.max(axis=1) / scale
-    best = int(np.argmax(ray))
+    ray = q[:, _RAY_FROM - 3 :].max(axis=1) / scale  # shorter rays are texture, grids and streak ends
+    allowed = np.ones(90, bool)
+    if exclude is not None:
+        allowed = np.abs((np.arange(90) * 2.0 - exclude + 90.0) % 180.0 - 90.0) > 30.0
+    best = int(np.argmax(np.where(allowed, ray, -np.inf)))
     dist = np.minimum(np.abs(np.arange(90) - best), 90 - np.abs(np.arange(90) - best))
-    other = ray[dist >= 10].max()
+    other = ray[(dist >= 10) & allowed].max()
     med = np.median(q, axis=0)
     ring = med / scale
     # separable resampling (bicubic up-scaling) puts its cepstral energy on the two image axes
@@ -126,9 +170,12 @@ def cepstral_shape(cep: np.ndarray, rmax: int = 48) -> dict[str, float]:
         "ray_z": float(ray[best]),
         "ray_excess": float(ray[best] - other),
         "ray_angle": float(best * 2.0),
-        "ray_radius": float(3 + int(np.argmax(q[best]))),
+        "ray_radius": float(_RAY_FROM + int(np.argmax(q[best, _RAY_FROM - 3 :]))),
         "ring_z": float(ring.max()),
-        "ring_radius": float(3 + int(np.argmax(ring))),
+        "ring_radius": float(3 + _peak(ring)),
+        # the strongest ring at a diameter >= 8 px (a medium or stronger defocus)
+        "wide_ring_z": float(ring[5:].max()),
+        "wide_ring_radius": float(8 + _peak(ring[5:])),
         "axis_z": axis,
         "offaxis_z": float(np.median(ray)),
     }
