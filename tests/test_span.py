@@ -164,7 +164,7 @@ def test_pretrained_tools(monkeypatch, cache):
     import fourkagent.tools.pretrained as pretrained
 
     monkeypatch.setenv("FOURKAGENT_CACHE", str(cache))
-    monkeypatch.setattr(pretrained, "_loaded", {})
+    monkeypatch.setattr(pretrained, "_loaded", pretrained.ModelCache())
     tools = {t.name: t for t in pretrained.TOOLS}
     assert {"sr_span_x4", "sr_span_x2", "sr_clearreality_x4"} <= set(tools)
     assert tools["sr_span_x4"].spec.scale == 4 and tools["sr_span_x2"].spec.scale == 2

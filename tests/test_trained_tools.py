@@ -110,7 +110,7 @@ def test_tampered_weights_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     data[-1] ^= 0xFF
     (tmp_path / f"{name}.safetensors").write_bytes(bytes(data))
     monkeypatch.setattr(trained, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(trained, "_loaded", {})
+    monkeypatch.setattr(trained, "_loaded", trained.ModelCache())
     trained.record.cache_clear()
     try:
         with pytest.raises(WeightsError, match="sha256 mismatch"):

@@ -17,11 +17,11 @@ per pixel: the denoiser (beaten by NLM from σ20) is marked slow, the JPEG tool 
 from __future__ import annotations
 
 import importlib.util
-import threading
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from fourkagent.devices import ModelCache
 from fourkagent.errors import MissingWeightsError
 from fourkagent.imaging import Image, resize
 from fourkagent.tools.base import Tool, ToolSpec
@@ -55,8 +55,7 @@ _ENTRIES: tuple[_Entry, ...] = (
                     backend="torch", weights="neuro-low-light:weights/best_model.pth"), "zerodce-neuro", False),
 )
 
-_lock = threading.Lock()
-_loaded: dict[tuple[str, str], torch.nn.Module] = {}
+_loaded = ModelCache()
 """(model name, device/precision key) -> the converted module on that device."""
 
 
@@ -84,18 +83,9 @@ def get_model(model_name: str, half: bool = True) -> torch.nn.Module:
     reason = _availability(model_name)
     if reason:
         raise MissingWeightsError(f"packaged model {model_name} unavailable: {reason}")
-    from fourkagent import devices
+    from fourkagent.models.packaged import load
 
-    key = (model_name, devices.cache_key())
-    net = _loaded.get(key)
-    if net is not None:
-        return net
-    with _lock:
-        if key not in _loaded:
-            from fourkagent.models.packaged import load
-
-            _loaded[key] = devices.place(load(model_name), supports_half=half)[0]
-        return _loaded[key]
+    return _loaded.load(model_name, lambda: load(model_name), supports_half=half)
 
 
 def _run(entry: _Entry, img: Image) -> Image:

@@ -14,10 +14,10 @@ x2 is the only x2 photo model, hence "both"), ClearReality4x -0.5 dB and 4xSPANk
 from __future__ import annotations
 
 import importlib.util
-import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
+from fourkagent.devices import ModelCache
 from fourkagent.errors import MissingWeightsError
 from fourkagent.imaging import Image
 from fourkagent.tools.base import Tool, ToolSpec
@@ -37,9 +37,7 @@ _SPECS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("sr_spankendata_x4", "4xSPANkendata", "perception", True, "4xSPANkendata ×4 (SPAN, real-world perceptual training)"),
 )
 
-_lock = threading.Lock()
-_loaded: dict[tuple[str, str], SPAN] = {}
-"""(model name, device/precision key) -> the converted SPAN on that device."""
+_loaded = ModelCache()
 
 
 def _availability(model_name: str) -> str | None:
@@ -67,18 +65,9 @@ def get_model(model_name: str) -> SPAN:
     reason = _availability(model_name)
     if reason:
         raise MissingWeightsError(f"SPAN model {model_name} unavailable: {reason}")
-    from fourkagent import devices
+    from fourkagent.models.ncnn_convert import load_span
 
-    key = (model_name, devices.cache_key())
-    net = _loaded.get(key)
-    if net is not None:
-        return net
-    with _lock:
-        if key not in _loaded:
-            from fourkagent.models.ncnn_convert import load_span
-
-            _loaded[key] = devices.place(load_span(model_name), supports_half=True)[0]  # SPAN runs in fp16
-        return _loaded[key]
+    return _loaded.load(model_name, lambda: load_span(model_name), supports_half=True)  # SPAN runs in fp16
 
 
 def _run(model_name: str, scale: int, img: Image) -> Image:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 from collections.abc import Sequence
 from functools import lru_cache, partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fourkagent.devices import ModelCache
 from fourkagent.errors import MissingWeightsError
 from fourkagent.imaging import Image, as_image
 from fourkagent.tools.base import Tool, ToolSpec
@@ -43,9 +43,7 @@ _SPECS: tuple[tuple[str, str, str], ...] = (
 )
 """(tool name, category, description) of every trained tool; only those whose weights ship are registered."""
 
-_lock = threading.Lock()
-_loaded: dict[tuple[str, str], RestorerUNet] = {}
-"""(tool name, device/precision key) -> the net on that device."""
+_loaded = ModelCache()
 
 
 @lru_cache(maxsize=None)
@@ -83,23 +81,18 @@ def load_net(name: str) -> RestorerUNet:
     reason = _availability(name)
     if reason:
         raise MissingWeightsError(f"trained model {name} unavailable: {reason}")
-    from fourkagent import devices
+    return _loaded.load(name, lambda: _build(name), supports_half=False)
 
-    key = (name, devices.cache_key())
-    net = _loaded.get(key)
-    if net is not None:
-        return net
-    with _lock:
-        if key not in _loaded:
-            from fourkagent.models.restorer_arch import RestorerUNet
-            from fourkagent.weights import load_state_dict
 
-            rec = record(name)
-            state = load_state_dict(WEIGHTS_DIR / f"{name}.safetensors", sha256=rec["sha256"])
-            net = RestorerUNet(rec["widths"], rec["blocks"], rec.get("in_ch", 3))
-            net.load_state_dict(state)
-            _loaded[key] = devices.place(net.eval(), supports_half=False)[0]
-        return _loaded[key]
+def _build(name: str) -> RestorerUNet:
+    """Load the shipped weights of ``name`` (hash-checked) into its network."""
+    from fourkagent.models.restorer_arch import RestorerUNet
+    from fourkagent.weights import load_state_dict
+
+    rec = record(name)
+    net = RestorerUNet(rec["widths"], rec["blocks"], rec.get("in_ch", 3))
+    net.load_state_dict(load_state_dict(WEIGHTS_DIR / f"{name}.safetensors", sha256=rec["sha256"]))
+    return net.eval()
 
 
 def base_tool(name: str) -> Tool:
