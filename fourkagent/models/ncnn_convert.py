@@ -119,13 +119,18 @@ def available_models() -> list[str]:
     return out
 
 
-def source_sha256(model_name: str) -> str:
-    """sha256 over the model's ``.param`` and ``.bin`` bytes (and the converter version)."""
-    h = hashlib.sha256(f"span-ncnn-convert-v{CONVERTER_VERSION}\0".encode())
-    for p in model_files(model_name):
+def files_sha256(tag: str, files: list[Path] | tuple[Path, ...]) -> str:
+    """sha256 over ``tag`` (the converter and its version) and the files' bytes: a conversion cache key."""
+    h = hashlib.sha256(f"{tag}\0".encode())
+    for p in files:
         h.update(p.read_bytes())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def source_sha256(model_name: str) -> str:
+    """sha256 over the model's ``.param`` and ``.bin`` bytes (and the converter version)."""
+    return files_sha256(f"span-ncnn-convert-v{CONVERTER_VERSION}", model_files(model_name))
 
 
 # --------------------------------------------------------------------------- parsing ncnn

@@ -15,7 +15,6 @@ files with the plain ``ncnn`` package, for verification. Measured: ``benchmarks/
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -28,6 +27,7 @@ import numpy as np
 from fourkagent.models.ncnn_convert import (
     PackageWeightsUnavailable,
     default_cache_dir,
+    files_sha256,
     package_root,
     run_ncnn,
     save_atomic,
@@ -127,11 +127,7 @@ def unavailable_reason(name: str) -> str | None:
 
 def source_sha256(name: str) -> str:
     """sha256 over the source files' bytes and the converter version."""
-    h = hashlib.sha256(f"packaged-convert-v{CONVERTER_VERSION}\0".encode())
-    for f in source_files(name):
-        h.update(f.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
+    return files_sha256(f"packaged-convert-v{CONVERTER_VERSION}", source_files(name))
 
 
 # --------------------------------------------------------------------------- generic ncnn -> torch
