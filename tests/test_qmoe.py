@@ -68,7 +68,7 @@ def test_ranking_fit_picks_the_best_candidate_of_each_case() -> None:
         return dx, level + 0.5 * within, np.arange(n).repeat(3)
 
     dx, y, case = cases(200)
-    model = fit_rank(dx, y, case, l2=1.0)
+    model = fit_rank(dx, y, case, l2=1.0, logit_db=2.0)
     assert abs(float(predict(model, np.zeros((1, 3)))[0])) < 1e-9  # one candidate doing nothing: 0 dB
     dx_t, y_t, case_t = cases(200)
 

@@ -27,7 +27,7 @@ SCALES: dict[str, float] = {
 NAMES: tuple[str, ...] = (
     "d_niqe", *(f"d_{k.replace(' ', '_')}" for k in KINDS),
     "lowpass_psnr", "removed_ratio", "leakage", "grad_ratio", "d_median_luma", "d_contrast", "clipped", "d_saturation",
-    "exposure_error", "coarse_psnr", "hf_ratio",
+    "exposure_error", "coarse_psnr", "hf_ratio", "white_point_error",
 )
 """Feature names, in vector order."""
 
@@ -84,6 +84,11 @@ def _coarse(img: Image) -> Image:
     return cv2.resize(img, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
 
 
+def _white_point(img: Image) -> float:
+    """The 99.9th percentile of the per-pixel max channel: 1.0 when highlights reach white."""
+    return float(np.percentile(img.max(axis=2), 99.9))
+
+
 def features(out: Image, ref: Reference) -> np.ndarray:
     """The feature vector of a candidate (see ``NAMES``)."""
     base_c, out_c = _crop(ref.base), _crop(out)
@@ -110,5 +115,6 @@ def features(out: Image, ref: Reference) -> np.ndarray:
         abs(float(np.median(yo)) - 0.45) * 4.0,
         min(psnr(_coarse(out), _coarse(ref.base)), 60.0) / 10.0,
         float(np.log((cv2.Laplacian(yo, cv2.CV_32F).var() + 1e-8) / (cv2.Laplacian(yb, cv2.CV_32F).var() + 1e-8))),
+        abs(_white_point(out_c) - 1.0) * 4.0,
     ]
     return np.nan_to_num(np.asarray(vec, np.float64), nan=0.0, posinf=6.0, neginf=-6.0)

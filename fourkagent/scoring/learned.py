@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 RIDGE = 100.0
-RANK_L2 = 100.0
+RANK_L2 = 10.0
 """L2 penalty of the ranking fit (on standardised features)."""
-LOGIT_DB = 2.0
+LOGIT_DB = 0.5
 """dB of predicted gain difference per logit of the pairwise correction."""
 PAIR_FLOOR_DB = 0.05
 """Added to every pair's weight: near-ties still say something about the ordering."""
@@ -79,12 +79,14 @@ def _logistic(d: np.ndarray, w: np.ndarray, l2: float, offset: np.ndarray, iters
     return coef
 
 
-def fit_rank(dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L2) -> Model:
+def fit_rank(
+    dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L2, logit_db: float = LOGIT_DB
+) -> Model:
     """The shipped model: the regression, plus a correction trained to order each case's candidates.
 
     ``dx`` feature changes, ``y`` gains in dB, ``case`` an id shared by the candidates of one case. The
     correction is a pairwise logistic model whose logits start from the regression's predicted difference
-    (one logit per ``LOGIT_DB`` dB) and which maximises the dB-weighted likelihood of ordering each pair
+    (one logit per ``logit_db`` dB) and which maximises the dB-weighted likelihood of ordering each pair
     right; it is added back in dB. Like the regression it has no intercept: doing nothing still scores 0 dB.
     """
     model = fit(dx, y)
@@ -94,8 +96,8 @@ def fit_rank(dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L
     if len(pairs[1]) == 0:
         return model
     d, w = pairs[0][:, :-1], pairs[1]
-    coef = _logistic(d, w + PAIR_FLOOR_DB, l2, pairs[0][:, -1] / LOGIT_DB)
-    return model | {"rank": (coef * LOGIT_DB).tolist(), "fit": "regression + pairwise correction"}
+    coef = _logistic(d, w + PAIR_FLOOR_DB, l2, pairs[0][:, -1] / logit_db)
+    return model | {"rank": (coef * logit_db).tolist(), "fit": "regression + pairwise correction"}
 
 
 def predict(model: Model, dx: np.ndarray) -> np.ndarray:

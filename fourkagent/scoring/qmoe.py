@@ -61,7 +61,9 @@ class StepScorer:
         if not self._x:
             return []
         x = np.stack(self._x)
-        model = shipped_model().get("steps", {}).get(self.step)
+        shipped = shipped_model()
+        # a model fitted on other features (stale file) is not used: naturalness only
+        model = shipped.get("steps", {}).get(self.step) if shipped.get("features") == list(NAMES) else None
         if model is not None:
             gains = predict(model, x - self._none)
         else:  # a step the model was not trained for: naturalness only
