@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from fourkagent import degrade
 from fourkagent.imageio import save_image
 from fourkagent.imaging import Image, as_image
+
+if TYPE_CHECKING:
+    from fourkagent.tools.base import ToolRegistry
 
 
 def photo(name: str = "astronaut") -> Image:
@@ -49,3 +53,14 @@ def load_u8(path: Path) -> np.ndarray:
     from PIL import Image as PILImage
 
     return as_image(np.asarray(PILImage.open(path).convert("RGB")))
+
+
+def scaling_registry() -> ToolRegistry:
+    """Four tools that only scale brightness (two denoising, two dehazing): for scorer tests with fixed metrics."""
+    from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec
+
+    def tool(name: str, cat: str, gain: float) -> Tool:
+        return Tool(ToolSpec(name, cat, name), lambda img: np.clip(img * gain, 0.0, 1.0).astype(np.float32))
+
+    return ToolRegistry([tool("dn_dim", "denoising", 0.7), tool("dn_keep", "denoising", 1.0),
+                         tool("dh_dim", "dehazing", 0.8), tool("dh_boost", "dehazing", 1.2)])

@@ -20,8 +20,7 @@ from fourkagent.profiles import load_profile  # noqa: E402
 from fourkagent.profiles.model import Profile  # noqa: E402
 from fourkagent.scoring import paper  # noqa: E402
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD  # noqa: E402
-from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec  # noqa: E402
-from tests.conftest import photo, write  # noqa: E402
+from tests.conftest import photo, scaling_registry, write  # noqa: E402
 
 
 @pytest.fixture
@@ -113,11 +112,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: float) -> dict[
     _fixed_hps(monkeypatch, {}, level)
     paper.clear_cache()
 
-    def tool(name: str, cat: str, gain: float) -> Tool:
-        return Tool(ToolSpec(name, cat, name), lambda img: np.clip(img * gain, 0.0, 1.0).astype(np.float32))
-
-    reg = ToolRegistry([tool("dn_dim", "denoising", 0.7), tool("dn_keep", "denoising", 1.0),
-                        tool("dh_dim", "dehazing", 0.8), tool("dh_boost", "dehazing", 1.2)])
+    reg = scaling_registry()
     src = write(tmp_path, "in.png", degrade.add_noise(photo()[100:164, 180:244], 10, seed=1))
     prof = {"upscale_to_4k": False, "require_sr_size": 1, "restore_option": ["denoising", "dehazing"],
             "Reflection": "hpsv2"}  # no threshold: the scorer's default
