@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent import degrade  # noqa: E402
+from fourkagent.bench.metrics import rgb_ssim as ssim  # noqa: E402
 from fourkagent.imaging import as_image, psnr, resize, y_channel  # noqa: E402
 from fourkagent.photos import decode, photo_sources  # noqa: E402
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP  # noqa: E402
@@ -77,12 +78,6 @@ def degrade_for(kind: str, img: np.ndarray, level: int) -> np.ndarray:
     if kind == "old photo":
         return oldphoto.simulate_old_photo(img, level, seed=level)
     return degrade.apply(img, kind, level, seed=level)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
 
 
 def main() -> None:

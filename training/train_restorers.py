@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from fourkagent import degrade
+from fourkagent.bench.metrics import rgb_ssim as ssim
 from fourkagent.imaging import Image, as_image, psnr, to_uint8
 from fourkagent.models.restorer_arch import RestorerUNet, n_params
 from fourkagent.photos import SKIMAGE_PHOTOS, decode, photo_sources
@@ -277,13 +278,6 @@ def train(cfg: Config, photos: list[Image], log: Callable[[str], None] = print) 
 
 
 # ---------------------------------------------------------------- evaluation
-
-
-def ssim(a: Image, b: Image) -> float:
-    """SSIM over RGB (scikit-image, as in ``benchmarks/tools.py``)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
 
 
 def evaluate(task: str, restore: Callable[[Image], Image], photos: dict[str, Image],

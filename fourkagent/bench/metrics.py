@@ -43,6 +43,13 @@ PYIQA_NR = ("piqe", "musiq", "clipiqa+", "topiq_nr")
 LOWER_IS_BETTER = {"niqe", "lpips", "dists", "piqe"}
 
 
+def rgb_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM over RGB images in [0, 1] with scikit-image (needs ``scikit-image``: benchmarks and training)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two single-channel arrays on the 0–255 scale (Gaussian 11×11, σ 1.5, valid region)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
