@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -223,8 +223,9 @@ class ModelCache(dict):
         super().__init__()
         self._lock = threading.Lock()
 
-    def load(self, name: str, loader: Callable[[], Any], *, supports_half: bool | None = None) -> Any:
-        """The model ``name`` on the current device: ``loader()`` placed by :func:`place` on first use."""
+    def load(self, name: Hashable, loader: Callable[[], Any], *, supports_half: bool | None = None) -> Any:
+        """The model ``name`` on the current device: ``loader()`` placed by :func:`place` on first use
+        (``supports_half=None``: the model's own ``supports_half``, as spandrel descriptors declare)."""
         key = (name, cache_key())
         model = self.get(key)
         if model is None:

@@ -222,7 +222,7 @@ def test_face_models_are_placed_per_device(tmp_path: Path, monkeypatch: pytest.M
             return _FakeFaceDesc(supports_half)
 
     monkeypatch.setattr(spandrel, "ModelLoader", Loader)
-    monkeypatch.setattr(experts, "_face_models", {})
+    monkeypatch.setattr(experts, "_face_models", devices.ModelCache())
     monkeypatch.setenv(devices.DEVICE_ENV, "cpu")
     path = tmp_path / "GFPGANv1.4.pth"
     path.write_bytes(b"x")

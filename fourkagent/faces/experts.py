@@ -16,7 +16,6 @@ Offline there are no face-restoration weights in any reachable package, so the e
 from __future__ import annotations
 
 import importlib.util
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -124,8 +123,7 @@ def face_model_files(model_dir: str | Path | None) -> list[Path]:
     return found
 
 
-_lock = threading.Lock()
-_face_models: dict[tuple[str, str], Any] = {}
+_face_models = devices.ModelCache()
 
 
 def _load_face_model(path: Path) -> Any:
@@ -133,20 +131,21 @@ def _load_face_model(path: Path) -> Any:
     says ``supports_half``), cached per path and :func:`fourkagent.devices.cache_key`."""
     if importlib.util.find_spec("spandrel") is None or importlib.util.find_spec("torch") is None:
         raise MissingWeightsError(f"{path.name} needs torch and spandrel (pip install torch spandrel)")
-    key = (str(path.resolve()), devices.cache_key())
-    with _lock:
-        if key not in _face_models:
-            from spandrel import ModelLoader
+    return _face_models.load(str(path.resolve()), lambda: _read_face_model(path))
 
-            if importlib.util.find_spec("spandrel_extra_arches") is not None:  # CodeFormer lives there
-                import spandrel_extra_arches
 
-                spandrel_extra_arches.install(ignore_duplicates=True)
-            desc = ModelLoader(device="cpu").load_from_file(str(path))
-            if getattr(desc, "purpose", None) != "FaceSR":
-                raise ToolError(f"{path.name} is a {desc.architecture.name} model, not a face-restoration model")
-            _face_models[key] = devices.place(desc.eval())[0]
-        return _face_models[key]
+def _read_face_model(path: Path) -> Any:
+    """Load a face-restoration file with spandrel (CodeFormer through spandrel_extra_arches when installed)."""
+    from spandrel import ModelLoader
+
+    if importlib.util.find_spec("spandrel_extra_arches") is not None:  # CodeFormer lives there
+        import spandrel_extra_arches
+
+        spandrel_extra_arches.install(ignore_duplicates=True)
+    desc = ModelLoader(device="cpu").load_from_file(str(path))
+    if getattr(desc, "purpose", None) != "FaceSR":
+        raise ToolError(f"{path.name} is a {desc.architecture.name} model, not a face-restoration model")
+    return desc.eval()
 
 
 def _run_face_model(path: Path, crop: Image, side: int) -> Image:

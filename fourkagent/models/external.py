@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from fourkagent.devices import ModelCache
 from fourkagent.errors import FourKError, ToolError
 from fourkagent.imaging import Image
 from fourkagent.models.store import Installed, describe_weights, installed
@@ -24,9 +24,8 @@ SLOW_ARCHS = frozenset({"SwinIR", "HAT", "DAT", "DRCT", "ATD", "GRL", "RGT", "IP
                         "FBCNN", "Restormer", "MPRNet", "Uformer", "KBNet", "FFTformer", "RetinexFormer"})
 """Architectures too heavy for 4K-sized inputs on a CPU (Fast4K drops them above the size threshold)."""
 _SLOW_ESRGAN_BLOCKS = 8
-_lock = threading.Lock()
-_loaded: dict[tuple[str, str | None, str], Any] = {}
-"""(path, sha256, device/precision key) -> the spandrel descriptor placed on that device."""
+_loaded = ModelCache()
+"""((path, sha256), device/precision key) -> the spandrel descriptor placed on that device."""
 
 
 class _Module:
@@ -53,21 +52,17 @@ class _Module:
 
 def _descriptor(item: Installed) -> Any:
     """The checked spandrel descriptor of ``item`` on the current device (fp16 on CUDA when it supports half)."""
-    from fourkagent import devices
+    return _loaded.load((str(item.path), item.sha256), lambda: _checked(item))
 
-    key = (str(item.path), item.sha256, devices.cache_key())
-    desc = _loaded.get(key)
-    if desc is None:
-        with _lock:
-            desc = _loaded.get(key)
-            if desc is None:
-                desc = describe_weights(item.path, item.sha256).eval()
-                if int(desc.scale) != item.scale:
-                    raise ToolError(f"{item.path.name}: a x{desc.scale} model, recorded as x{item.scale}")
-                if (desc.input_channels, desc.output_channels) not in ((3, 3), (1, 1)):
-                    raise ToolError(f"{item.path.name}: {desc.input_channels}->{desc.output_channels} channels; "
-                                    "only RGB or greyscale models run as tools")
-                _loaded[key] = desc = devices.place(desc)[0]  # spandrel's supports_half decides fp16
+
+def _checked(item: Installed) -> Any:
+    """Load ``item`` with spandrel (hash-verified) and check its scale and channels."""
+    desc = describe_weights(item.path, item.sha256).eval()
+    if int(desc.scale) != item.scale:
+        raise ToolError(f"{item.path.name}: a x{desc.scale} model, recorded as x{item.scale}")
+    if (desc.input_channels, desc.output_channels) not in ((3, 3), (1, 1)):
+        raise ToolError(f"{item.path.name}: {desc.input_channels}->{desc.output_channels} channels; "
+                        "only RGB or greyscale models run as tools")
     return desc
 
 
