@@ -133,7 +133,7 @@ def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[st
     oracle, mean and max dB lost. Decision (every case, doing nothing included): the best-scored expert is
     kept when its predicted gain reaches the rollback threshold, else the input is kept; ``decision_loss_db``
     is the dB lost against the best option, ``false_alarms_safe`` the share of false-alarm cases where the
-    decision did not lose more than ``TIE_DB`` (``nan`` when the data has none).
+    decision did not lose more than ``TIE_DB`` (``None`` where the data has no such case).
     """
     out: dict[str, dict[str, float]] = {}
     experts = data["tool"] != NONE_TOOL
@@ -152,9 +152,9 @@ def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[st
                 loss.append(gains.max() - gains[pick])
             else:
                 safe.append(lost <= TIE_DB)
-        out[str(step)] = {"cases": len(agree), "agreement": float(np.mean(agree)) if agree else float("nan"),
-                          "loss_db": float(np.mean(loss)) if loss else float("nan"),
-                          "max_loss_db": float(np.max(loss)) if loss else float("nan"),
+        out[str(step)] = {"cases": len(agree), "agreement": float(np.mean(agree)) if agree else None,
+                          "loss_db": float(np.mean(loss)) if loss else None,
+                          "max_loss_db": float(np.max(loss)) if loss else None,
                           "decision_loss_db": float(np.mean(decision)), "false_alarms": len(safe),
-                          "false_alarms_safe": float(np.mean(safe)) if safe else float("nan")}
+                          "false_alarms_safe": float(np.mean(safe)) if safe else None}
     return out
