@@ -270,12 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--all", metavar="CATEGORY", help="every directly downloadable model of a category")
     mp.add_argument("--base-url", help="mirror to fetch the files from instead of the official URLs")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    mc = msub.add_parser("convert", help="turn an upstream LoRA release (osediff, pisa-sr) into a diffusers pipeline folder")
-    mc.add_argument("name", help="osediff or pisa-sr (diffbir-v2: not supported yet)")
+    mc = msub.add_parser("convert", help="turn an upstream diffusion SR release (osediff, pisa-sr, diffbir-v2) into a "
+                                         "diffusers pipeline folder")
+    mc.add_argument("name", type=str.lower,
+                    help="osediff, pisa-sr (LoRA merged into the UNet) or diffbir-v2 (IRControlNet; needs bsrnet-x4)")
     mc.add_argument("--base", required=True, help="local Stable Diffusion 2.1-base diffusers folder (unet/, vae/, ...)")
     mc.add_argument("--from", dest="source", help="upstream checkpoint (default: the installed catalogue file)")
     mc.add_argument("--prompt", default="", help="conditioning prompt, encoded once with the base text encoder")
-    mc.add_argument("--prompt-embeds", help="precomputed prompt embedding (safetensors, key prompt_embeds)")
+    mc.add_argument("--prompt-embeds", help="precomputed prompt embedding (safetensors, key prompt_embeds; "
+                                            "diffbir-v2 also negative_prompt_embeds)")
     mc.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA alpha (PEFT default 8, as upstream)")
     mc.add_argument("--overwrite", action="store_true", help="replace an existing pipeline folder")
     return p

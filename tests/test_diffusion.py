@@ -15,7 +15,7 @@ from diffusers.utils import logging as diffusers_logging  # noqa: E402
 
 from fourkagent.errors import MissingWeightsError  # noqa: E402
 from fourkagent.models import diffusion, diffusion_tools  # noqa: E402
-from fourkagent.models.diffusion import MultiStepSR, OneStepSR, save_prompt_embedding  # noqa: E402
+from fourkagent.models.diffusion import OneStepSR, save_prompt_embedding  # noqa: E402
 from tests.conftest import photo  # noqa: E402
 
 diffusers_logging.set_verbosity_error()
@@ -53,7 +53,6 @@ def _build(folder: Path, in_channels: int, seed: int) -> None:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     _build(root / "osediff", LATENT, 0)
-    _build(root / "diffbir", 2 * LATENT, 1)
     return root
 
 
@@ -76,19 +75,6 @@ def test_one_step_end_to_end_and_deterministic(model_dir: Path, lr: np.ndarray) 
     assert np.array_equal(a, b)
     # the UNet step matters: a smaller timestep gives a different result
     assert np.abs(OneStepSR.from_pretrained(model_dir / "osediff", timestep=200)(lr) - a).mean() > 1e-3
-
-
-def test_multi_step_seeded(model_dir: Path, lr: np.ndarray) -> None:
-    sr = MultiStepSR.from_pretrained(model_dir / "diffbir", steps=4)
-    a, b, c = sr(lr, seed=1), sr(lr, seed=1), sr(lr, seed=2)
-    _check(a)
-    assert np.array_equal(a, b)
-    assert np.abs(a - c).mean() > 1e-3
-
-
-def test_multi_step_rejects_unet_without_condition_channels(model_dir: Path) -> None:
-    with pytest.raises(Exception, match="input channels"):
-        MultiStepSR.from_pretrained(model_dir / "osediff")
 
 
 class _LocalNet(torch.nn.Module):
@@ -151,11 +137,12 @@ def test_tiled_end_to_end_close_and_seamless(model_dir: Path, lr: np.ndarray) ->
 def test_tools_unavailable_without_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOURKAGENT_MODEL_DIR", str(tmp_path))
     tools = {t.name: t for t in diffusion_tools.TOOLS}
-    assert set(tools) == {"sr_osediff_x4", "sr_pisasr_x4", "sr_diffbir_x4"}
+    assert set(tools) == {"sr_osediff_x4", "sr_pisasr_x4", "sr_diffbir_x4", "sr_diffbir_x2"}
     for name, tool in tools.items():
         reason = tool.unavailable_reason()
         assert reason and "no diffusers pipeline folder" in reason and str(tmp_path) in reason, name
-        assert tool.spec.backend == "diffusers" and tool.spec.scale == 4 and tool.spec.preference == "perception"
+        assert tool.spec.backend == "diffusers" and tool.spec.preference == "perception"
+        assert tool.spec.scale == (2 if name.endswith("x2") else 4)
     assert tools["sr_diffbir_x4"].spec.slow and not tools["sr_osediff_x4"].spec.slow
     (tmp_path / "osediff" / "unet").mkdir(parents=True)
     assert "lacks vae/, scheduler/, prompt_embeds.safetensors" in str(tools["sr_osediff_x4"].unavailable_reason())
@@ -173,5 +160,4 @@ def test_tools_run_from_model_dir(model_dir: Path, lr: np.ndarray, monkeypatch: 
     out = tools["sr_osediff_x4"](lr)
     _check(out)
     assert np.array_equal(out, tools["sr_osediff_x4"](lr))  # cached pipeline, fixed seed
-    _check(tools["sr_diffbir_x4"](lr))  # the real 50-step tool, tiled (9 latent tiles per step)
     diffusion.clear_cache()

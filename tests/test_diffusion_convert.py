@@ -228,7 +228,7 @@ def test_cli_convert_then_the_tool_runs(world: dict[str, Path], tmp_path: Path, 
 
 
 def test_refusals_are_one_line_and_leave_nothing(world: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(conv.ConvertError, match="not supported yet: DiffBIR v2 is an IRControlNet"):
+    with pytest.raises(conv.ConvertError, match="not installed.*models pull diffbir-v2"):
         conv.convert("diffbir-v2", world["base"], model_dir=tmp_path)
     with pytest.raises(conv.ConvertError, match="cannot convert"):
         conv.convert("hat-srx4", world["base"], model_dir=tmp_path)

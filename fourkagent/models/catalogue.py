@@ -141,8 +141,11 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("diffbir-v2", "super-resolution", 4, "DiffBIR", "Apache-2.0",
                "https://huggingface.co/lxq007/DiffBIR-v2/resolve/main/v2.pth", "DiffBIR_v2.pth",
                preference="perception", loader="diffusers", slow=True,
-               note="IRControlNet on Stable Diffusion 2.1 plus a SwinIR restoration stage; `models convert` does not "
-                    "support it yet (see fourkagent/models/convert.py)"),
+               note="IRControlNet for Stable Diffusion 2.1-base: pull bsrnet-x4 (its stage 1) too, then run "
+                    "`4kagent models convert diffbir-v2 --base SD21_BASE_DIR`"),
+    ModelEntry("bsrnet-x4", "super-resolution", 4, "ESRGAN", "Apache-2.0 (BSRGAN)", _KAIR + "BSRNet.pth", "BSRNet.pth",
+               approx_mb=64, preference="fidelity", slow=True,
+               note="BSRGAN's PSNR-oriented RRDBNet (23 blocks); DiffBIR v2's stage-1 model for SR"),
     ModelEntry("osediff", "super-resolution", 4, "OSEDiff", "Apache-2.0",
                "https://raw.githubusercontent.com/cswry/OSEDiff/main/preset/models/osediff.pkl", "osediff.pkl",
                preference="perception", loader="diffusers",

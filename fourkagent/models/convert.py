@@ -12,7 +12,10 @@ the scheduler and the prompt embedding in the folder layout :mod:`fourkagent.mod
 plus the wrapper settings (OSEDiff: x0 at t = 999; PiSA-SR default mode: latent − UNet output at t = 1).
 No PEFT is needed. The folder is written next to its final place and renamed only when complete.
 
-DiffBIR v2 is not converted: see :data:`UNSUPPORTED`.
+DiffBIR v2 (``v2.pth``: the IRControlNet's state dict in LDM naming) is renamed to diffusers names by
+:func:`fourkagent.models.diffbir.ldm_to_diffusers` and saved as ``controlnet/`` next to the unchanged
+SD-2.1-base UNet/VAE/scheduler, the positive ("") and negative prompt embeddings and the settings
+(50 steps, cfg 4, control scale 1, stage-1 model ``bsrnet-x4``, which stays a separate installed file).
 """
 
 from __future__ import annotations
@@ -61,13 +64,10 @@ RECIPES: dict[str, Recipe] = {
     "pisa-sr": Recipe("pisa-sr", "pisasr", {"timestep": 1, "target": "residual"}),
 }
 """Supported releases (PiSA-SR in its default mode: pixel and semantic LoRAs both at weight 1)."""
-UNSUPPORTED: dict[str, str] = {
-    "diffbir-v2": "not supported yet: DiffBIR v2 is an IRControlNet (a ControlNet copy of the SD-2.1 encoder fed the "
-                  "VAE latent of a SwinIR-cleaned image, added to the frozen UNet's skips) plus its own SwinIR "
-                  "restoration stage and a 50-step spaced sampler with classifier-free guidance; our multi-step "
-                  "wrapper runs one UNet conditioned by input concatenation, so a faithful port needs a ControlNet "
-                  "path (diffusers ControlNetModel with a key mapping from v2.pth) that is not written",
-}
+RECIPES["diffbir-v2"] = Recipe("diffbir-v2", "diffbir", {"steps": 50, "cfg_scale": 4.0, "control_scale": 1.0,
+                                                        "cleaner": "bsrnet-x4"})
+UNSUPPORTED: dict[str, str] = {}
+"""Catalogued releases ``models convert`` refuses, with the reason (none at present)."""
 
 
 def lora_merge_terms(state: Mapping[str, Any], lora_alpha: float = PEFT_DEFAULT_ALPHA) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -137,23 +137,51 @@ def merge_lora(model: Any, state: Mapping[str, Any], lora_alpha: float = PEFT_DE
 
 
 def load_upstream(path: str | os.PathLike[str], sha256: str | None = None) -> dict[str, Any]:
-    """An upstream ``.pkl``/``.pth`` checkpoint (a dict of tensors, lists, ints and strings), loaded with
-    ``torch.load(weights_only=True)`` after the hash check.
+    """An upstream OSEDiff / PiSA-SR checkpoint (see :func:`_torch_load`).
 
     Raises:
-        ConvertError: unreadable or not a dict. WeightsError: hash mismatch.
+        ConvertError: unreadable or not such a checkpoint. WeightsError: hash mismatch.
+    """
+    obj = _torch_load(Path(path), sha256)
+    if not isinstance(obj, dict) or "state_dict_unet" not in obj:
+        raise ConvertError(f"{Path(path).name}: not an OSEDiff / PiSA-SR checkpoint (no state_dict_unet)")
+    return obj
+
+
+def load_diffbir(path: str | os.PathLike[str], sha256: str | None = None) -> dict[str, Any]:
+    """DiffBIR's ``v2.pth``: the ControlNet state dict (unwrapped from ``state_dict`` and a ``module.``
+    prefix, as upstream's loader does).
+
+    Raises:
+        ConvertError: unreadable or not a dict of tensors. WeightsError: hash mismatch.
     """
     import torch
 
-    p = Path(path)
+    obj = _torch_load(Path(path), sha256)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConvertError(f"{Path(path).name}: not a DiffBIR ControlNet state dict (expected a dict of tensors)")
+    if all(str(k).startswith("module.") for k in obj):
+        obj = {str(k)[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _torch_load(p: Path, sha256: str | None) -> Any:
+    """A ``.pkl``/``.pth`` checkpoint (tensors, lists, ints, strings) loaded with ``torch.load(weights_only=True)``
+    after the hash check.
+
+    Raises:
+        ConvertError: unreadable or unsafe. WeightsError: hash mismatch.
+    """
+    import torch
+
     data = read_verified(p, sha256)
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for unsafe content, EOFError/RuntimeError for damage
         raise ConvertError(f"{p.name}: refused by the safe loader ({type(exc).__name__}: "
                            f"{(str(exc).splitlines() or [''])[0][:160]})") from None
-    if not isinstance(obj, dict) or "state_dict_unet" not in obj:
-        raise ConvertError(f"{p.name}: not an OSEDiff / PiSA-SR checkpoint (no state_dict_unet)")
     return obj
 
 
@@ -180,15 +208,28 @@ def encode_prompt(base: Path, prompt: str) -> Any:
         return enc(ids.input_ids)[0]
 
 
-def _prompt_embeds(base: Path, prompt: str, embeds_file: str | os.PathLike[str] | None) -> Any:
+def _prompt_embeds(base: Path, prompt: str, embeds_file: str | os.PathLike[str] | None,
+                   key: str = "prompt_embeds") -> Any:
     if embeds_file is None:
         return encode_prompt(base, prompt)
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(embeds_file))["prompt_embeds"]
+        return load_file(str(embeds_file))[key]
     except Exception as exc:  # noqa: BLE001
-        raise ConvertError(f"{embeds_file}: no prompt_embeds tensor ({type(exc).__name__}: {exc})") from None
+        raise ConvertError(f"{embeds_file}: no {key} tensor ({type(exc).__name__}: {exc})") from None
+
+
+def _irc(state: dict[str, Any], unet: Any) -> Any:
+    """The IRControlNet of a ``v2.pth`` state dict, shaped after the base ``unet``."""
+    from fourkagent.models.diffbir import build_controlnet, controlnet_config, ldm_to_diffusers
+
+    cfg = controlnet_config(dict(unet.config))
+    try:
+        return build_controlnet(cfg, ldm_to_diffusers(state, cfg))
+    except ValueError as exc:
+        raise ConvertError(f"not a DiffBIR v2 IRControlNet for this base ({exc}); is --base a Stable Diffusion "
+                           "2.1-base folder?") from None
 
 
 def _source(recipe: Recipe, model_dir: Path, src: str | os.PathLike[str] | None) -> tuple[Path, str | None]:
@@ -205,10 +246,11 @@ def _source(recipe: Recipe, model_dir: Path, src: str | os.PathLike[str] | None)
 def convert(name: str, base: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
             model_dir: str | os.PathLike[str] | None = None, prompt: str = "",
             prompt_embeds: str | os.PathLike[str] | None = None, lora_alpha: float = PEFT_DEFAULT_ALPHA,
-            overwrite: bool = False) -> Path:
+            overwrite: bool = False, negative_prompt: str | None = None) -> Path:
     """Build ``<model_dir>/<folder>`` for upstream release ``name`` from ``base`` (a local SD-2.1-base
     diffusers folder with unet/, vae/, scheduler/ and, unless ``prompt_embeds`` is given, text_encoder/ and
-    tokenizer/); returns the folder.
+    tokenizer/); returns the folder. DiffBIR also stores the ``negative_prompt`` embedding (default: 4KAgent's;
+    from ``prompt_embeds``' key ``negative_prompt_embeds`` when a file is given).
 
     Raises:
         ConvertError: unknown or unsupported release, missing inputs, mismatched base, existing folder.
@@ -227,7 +269,8 @@ def convert(name: str, base: str | os.PathLike[str], *, source: str | os.PathLik
     if missing:
         raise ConvertError(f"{base} is not a diffusers SD-2.1-base folder (lacks {', '.join(missing)}/)")
     src, sha = _source(recipe, root, source)
-    ckpt = load_upstream(src, sha)
+    diffbir = recipe.name == "diffbir-v2"
+    ckpt = load_diffbir(src, sha) if diffbir else load_upstream(src, sha)
     try:
         import diffusers
     except ImportError:
@@ -239,9 +282,19 @@ def convert(name: str, base: str | os.PathLike[str], *, source: str | os.PathLik
         sched = diffusers.DDPMScheduler.from_config(diffusers.DDPMScheduler.load_config(base, subfolder="scheduler"))
     except Exception as exc:  # noqa: BLE001
         raise ConvertError(f"cannot load the base model from {base}: {type(exc).__name__}: {exc}") from None
-    merged = merge_lora(unet, ckpt["state_dict_unet"], lora_alpha)
-    if recipe.vae_key and ckpt.get(recipe.vae_key):
-        merged += merge_lora(vae, ckpt[recipe.vae_key], lora_alpha)
+    controlnet, negative, extra = None, None, {}
+    if diffbir:
+        from fourkagent.models.diffbir import NEGATIVE_KEY, NEGATIVE_PROMPT
+
+        controlnet, merged = _irc(ckpt, unet), len(ckpt)
+        neg = NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        negative = _prompt_embeds(base, neg, prompt_embeds, NEGATIVE_KEY)
+        extra = {"negative_prompt": neg if prompt_embeds is None else None}
+    else:
+        merged = merge_lora(unet, ckpt["state_dict_unet"], lora_alpha)
+        if recipe.vae_key and ckpt.get(recipe.vae_key):
+            merged += merge_lora(vae, ckpt[recipe.vae_key], lora_alpha)
+        extra = {"lora_alpha": lora_alpha}
     embeds = _prompt_embeds(base, prompt, prompt_embeds)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.folder}.", dir=root))
@@ -249,9 +302,13 @@ def convert(name: str, base: str | os.PathLike[str], *, source: str | os.PathLik
         unet.save_pretrained(tmp / "unet")
         vae.save_pretrained(tmp / "vae")
         sched.save_pretrained(tmp / "scheduler")
-        save_prompt_embedding(tmp, embeds)
-        info = {**recipe.settings, "converted_from": recipe.name, "source": str(src), "base": str(base),
-                "lora_alpha": lora_alpha, "merged_weights": merged, "prompt": prompt if prompt_embeds is None else None}
+        if controlnet is not None:
+            from fourkagent.models.diffbir import CONTROLNET, save_controlnet
+
+            save_controlnet(controlnet, tmp / CONTROLNET)
+        save_prompt_embedding(tmp, embeds, negative)
+        info = {**recipe.settings, "converted_from": recipe.name, "source": str(src), "base": str(base), **extra,
+                "merged_weights": merged, "prompt": prompt if prompt_embeds is None else None}
         (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)

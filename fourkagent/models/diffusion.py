@@ -1,4 +1,5 @@
-"""Diffusion-based perceptual SR experts (OSEDiff / PiSA-SR one-step, DiffBIR-like multi-step) via diffusers.
+"""Diffusion-based perceptual SR experts via diffusers: OSEDiff / PiSA-SR (one step) here, DiffBIR v2 in
+:mod:`fourkagent.models.diffbir`.
 
 A pipeline folder in the user model dir is in diffusers format::
 
@@ -10,8 +11,10 @@ A pipeline folder in the user model dir is in diffusers format::
                                                    encoder is loaded at run time)
     <model_dir>/<name>/fourkagent_pipeline.json    optional wrapper settings written by ``models convert``
                                                    (e.g. PiSA-SR: ``{"timestep": 1, "target": "residual"}``)
+    <model_dir>/diffbir/controlnet/                DiffBIR only: the IRControlNet; its prompt file also holds
+                                                   ``negative_prompt_embeds`` (see :mod:`fourkagent.models.diffbir`)
 
-Both wrappers bicubic-upscale the LR image, VAE-encode it and denoise in latent space. The UNet sees
+The one-step wrapper bicubic-upscales the LR image, VAE-encodes it and denoises in latent space. The UNet sees
 only latent tiles (``latent_tile`` with ``latent_overlap``); the tiles' model outputs are blended with
 the cross-fade weights of :mod:`fourkagent.models.tiling` (zero next to a tile's inner edge, then linear)
 before every scheduler step, so seams are blended and a 4096² output never
@@ -26,7 +29,7 @@ import importlib.util
 import json
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -63,12 +66,16 @@ def missing_reason(folder: Path) -> str | None:
     return None
 
 
-def save_prompt_embedding(folder: str | Path, embeds: torch.Tensor) -> Path:
-    """Write a precomputed prompt embedding ``(1, L, D)`` (e.g. the CLIP text encoder's output) into ``folder``."""
+def save_prompt_embedding(folder: str | Path, embeds: torch.Tensor, negative: torch.Tensor | None = None) -> Path:
+    """Write a precomputed prompt embedding ``(1, L, D)`` (e.g. the CLIP text encoder's output) into ``folder``,
+    with the negative prompt's (key ``negative_prompt_embeds``, used by classifier-free guidance) when given."""
     from safetensors.torch import save_file
 
     path = Path(folder) / PROMPT_FILE
-    save_file({"prompt_embeds": embeds.detach().float().cpu().contiguous()}, str(path))
+    tensors = {"prompt_embeds": embeds}
+    if negative is not None:
+        tensors["negative_prompt_embeds"] = negative
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(path))
     return path
 
 
@@ -110,7 +117,7 @@ def _aligned_spans(length: int, tile: int, overlap: int, mult: int) -> list[tupl
 
 
 class DiffusionSR:
-    """Shared loading, tiling and VAE code of the one-step and the multi-step wrapper."""
+    """Shared loading, tiling and VAE code of the one-step and the DiffBIR wrapper."""
 
     def __init__(self, unet: Any, vae: Any, scheduler: Any, prompt_embeds: torch.Tensor, *, scale: int = 4,
                  device: str | None = None, dtype: torch.dtype | None = None,
@@ -204,8 +211,8 @@ class DiffusionSR:
         return np.ascontiguousarray(y.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
 
     # -- tiled UNet -------------------------------------------------------------------------------
-    def tiled_unet(self, z: torch.Tensor, t: Any, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """The UNet's output on ``z`` (optionally concatenated with ``cond``), tile by tile, cross-faded."""
+    def tiled(self, z: torch.Tensor, fn: Callable[[slice, slice], torch.Tensor]) -> torch.Tensor:
+        """``fn(rows, cols)`` (a model output for that latent tile) evaluated tile by tile and cross-faded."""
         import torch
 
         _, _, h, w = z.shape
@@ -218,14 +225,16 @@ class DiffusionSR:
             wy = span_weights(ys, iy, trim)
             for ix, (x0, x1) in enumerate(xs):
                 wx = span_weights(xs, ix, trim)
-                inp = z[:, :, y0:y1, x0:x1]
-                if cond is not None:
-                    inp = torch.cat([inp, cond[:, :, y0:y1, x0:x1]], dim=1)
-                eps = self.unet(inp.to(self.dtype), t, encoder_hidden_states=self.prompt_embeds).sample.float()
+                eps = fn(slice(y0, y1), slice(x0, x1))
                 wt = torch.from_numpy(np.outer(wy, wx)).to(z.device)[None, None]
                 out[:, :, y0:y1, x0:x1].addcmul_(eps[:, : self.latent_channels], wt)
                 acc[:, :, y0:y1, x0:x1].add_(wt)
         return out.div_(acc.clamp_min_(1e-8))
+
+    def tiled_unet(self, z: torch.Tensor, t: Any) -> torch.Tensor:
+        """The UNet's output on ``z``, tile by tile, cross-faded."""
+        return self.tiled(z, lambda sy, sx: self.unet(z[:, :, sy, sx].to(self.dtype), t,
+                                                      encoder_hidden_states=self.prompt_embeds).sample.float())
 
     def __call__(self, img: Image, seed: int = 0) -> Image:
         """Super-resolve ``img`` (float32 HxWx3 RGB in [0, 1]) by ``scale``."""
@@ -292,46 +301,28 @@ class OneStepSR(DiffusionSR):
         return z - out if self.target == "residual" else _x0(self.scheduler, out, z, self.timestep)
 
 
-class MultiStepSR(DiffusionSR):
-    """DiffBIR-like: start from noised LR latents and run ``steps`` scheduler steps, the UNet seeing the
-    LR latent concatenated to its input (its ``in_channels`` is twice the VAE's latent channels)."""
+def _kind(kind: str) -> type[DiffusionSR]:
+    """The wrapper class of a pipeline kind: ``one-step`` or ``diffbir``."""
+    if kind == "diffbir":
+        from fourkagent.models.diffbir import DiffBIRSR
 
-    SETTINGS = ("steps", "strength")
-
-    def __init__(self, *args: Any, steps: int = 50, strength: float = 1.0, **kwargs: Any) -> None:
-        """``strength`` in (0, 1]: the fraction of the schedule run (1 = start at the noisiest scheduled step)."""
-        super().__init__(*args, **kwargs)
-        if self.unet.config.in_channels != 2 * self.latent_channels:
-            raise ToolError(f"multi-step SR needs a UNet with {2 * self.latent_channels} input channels "
-                            f"(noisy latent + LR latent), this one has {self.unet.config.in_channels}")
-        self.steps, self.strength = int(steps), float(strength)
-
-    def denoise(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """``steps`` scheduler steps from the LR latent noised to the starting timestep."""
-        import torch
-
-        sched = self.scheduler
-        sched.set_timesteps(self.steps, device=z.device)
-        timesteps = sched.timesteps[max(0, int(round(self.steps * (1.0 - self.strength)))):]
-        noise = torch.randn(z.shape, generator=gen, dtype=torch.float32).to(z.device)
-        lat = sched.add_noise(z, noise, timesteps[:1]).float()
-        for t in timesteps:
-            out = self.tiled_unet(sched.scale_model_input(lat, t), t, cond=z)
-            lat = sched.step(out, t, lat, generator=gen).prev_sample.float()
-        return lat
+        return DiffBIRSR
+    if kind != "one-step":
+        raise ToolError(f"unknown diffusion pipeline kind {kind!r}")
+    return OneStepSR
 
 
-_KINDS: dict[str, type[DiffusionSR]] = {"one-step": OneStepSR, "multi-step": MultiStepSR}
+
 _cache: dict[tuple[str, str, str, str], DiffusionSR] = {}
 _cache_lock = threading.Lock()
 
 
 def load_cached(folder: Path, kind: str, **kwargs: Any) -> DiffusionSR:
-    """Load (once per folder and kind) a ``one-step`` or ``multi-step`` wrapper."""
+    """Load (once per folder and kind) a ``one-step`` or ``diffbir`` wrapper."""
     key = (str(folder.resolve()), kind, repr(sorted(kwargs.items())), repr(pick_device()))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = _KINDS[kind].from_pretrained(folder, **kwargs)
+            _cache[key] = _kind(kind).from_pretrained(folder, **kwargs)
         return _cache[key]
 
 

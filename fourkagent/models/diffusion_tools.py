@@ -25,26 +25,39 @@ def pipeline_dir(folder: str) -> Path:
     return default_model_dir() / folder
 
 
-def _run(folder: str, kind: str, steps: int, img: Image) -> Image:
+def _run(folder: str, kind: str, scale: int, img: Image) -> Image:
     tile = int(os.environ.get("FOURKAGENT_LATENT_TILE", "0") or 0)
-    kwargs = {"latent_tile": tile} if tile else {}
-    if kind == "multi-step":
-        kwargs["steps"] = steps
-    return load_cached(pipeline_dir(folder), kind, **kwargs)(img, seed=SEED)
+    sr = load_cached(pipeline_dir(folder), kind, **({"latent_tile": tile} if tile else {}))
+    if kind == "diffbir":  # one loaded DiffBIR serves both factors
+        from fourkagent.models.diffbir import DiffBIRSR
+
+        assert isinstance(sr, DiffBIRSR)
+        return sr(img, seed=SEED, scale=scale)
+    return sr(img, seed=SEED)
 
 
-def _tool(name: str, folder: str, kind: str, steps: int, desc: str) -> Tool:
-    spec = ToolSpec(name, "super-resolution", desc, scale=4, backend="diffusers", slow=kind == "multi-step",
+def _missing(folder: str, kind: str) -> str | None:
+    if kind == "diffbir":
+        from fourkagent.models.diffbir import diffbir_missing_reason
+
+        return diffbir_missing_reason(pipeline_dir(folder))
+    return missing_reason(pipeline_dir(folder))
+
+
+def _tool(name: str, folder: str, kind: str, desc: str, scale: int = 4) -> Tool:
+    spec = ToolSpec(name, "super-resolution", desc, scale=scale, backend="diffusers", slow=kind == "diffbir",
                     preference="perception", weights=folder + "/")
-    return Tool(spec, partial(_run, folder, kind, steps), lambda: missing_reason(pipeline_dir(folder)))
+    return Tool(spec, partial(_run, folder, kind, scale), partial(_missing, folder, kind))
 
 
 TOOLS: list[Tool] = [
-    _tool("sr_osediff_x4", "osediff", "one-step", 1,
+    _tool("sr_osediff_x4", "osediff", "one-step",
           "OSEDiff x4: one-step diffusion SR on SD-2.1-base (perceptual, diffusers, GPU recommended)"),
-    _tool("sr_pisasr_x4", "pisasr", "one-step", 1,
+    _tool("sr_pisasr_x4", "pisasr", "one-step",
           "PiSA-SR x4: one-step pixel/semantic-aware diffusion SR on SD-2.1-base (perceptual, diffusers)"),
-    _tool("sr_diffbir_x4", "diffbir", "multi-step", 50,
-          "DiffBIR x4: 50-step latent diffusion restoration + SR (perceptual, slow, diffusers)"),
+    _tool("sr_diffbir_x4", "diffbir", "diffbir",
+          "DiffBIR v2 x4: BSRNet cleaning + IRControlNet on SD-2.1, 50 spaced steps, cfg 4 (perceptual, slow)"),
+    _tool("sr_diffbir_x2", "diffbir", "diffbir",
+          "DiffBIR v2 x2: BSRNet cleaning + IRControlNet on SD-2.1, 50 spaced steps, cfg 4 (perceptual, slow)", 2),
 ]
 """The diffusion SR experts, in registry order."""
