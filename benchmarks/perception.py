@@ -8,14 +8,21 @@ about content: bicubic downscale by the level's factor, then bicubic upscale bac
 the original pixel size (the detectors judge content, the agent takes the SR factor from the pixel
 size). Pairs are composed in capture order: haze, motion, defocus, low resolution, rain (an
 overlay near the lens), dark, noise, JPEG. Needs scikit-image (sample photos).
+
+Tables: the threshold verdicts, the shipped calibration (``fourkagent/perception/calibration.py``; its fit saw
+these photos, other crops and seeds), and with ``--lopo`` the calibration refitted without each test photo
+(leave-photo-out: photos the model never saw; needs ``training/fit_perception.py``'s feature cache and
+scikit-learn; slow: 13 refits).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import resize  # noqa: E402
 from fourkagent.photos import decode, photo_sources  # noqa: E402
-from fourkagent.perception.detectors import KINDS, detect_all  # noqa: E402
+from fourkagent.perception.calibration import (  # noqa: E402
+    MODEL_FILE,
+    THRESHOLD_KINDS,
+    VETO_BELOW,
+    calibrate,
+    evidence_of,
+    feature_matrix,
+    load_model,
+    model_from_dict,
+    predict_proba,
+)
+from fourkagent.perception.detectors import KINDS, Detection, detect_all  # noqa: E402
+
+MODEL_PATH = Path(__file__).resolve().parents[1] / "fourkagent" / "data" / MODEL_FILE
 
 PHOTOS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -55,13 +75,21 @@ def low_resolution(img: np.ndarray, level: int) -> np.ndarray:
     return resize(degrade.downscale(img, f), (w, h), "cubic")
 
 
-def synthesize(img: np.ndarray, spec: dict[str, int], seed: int = 0) -> np.ndarray:
-    """Apply ``{kind: level}`` in capture order."""
+def synthesize(img: np.ndarray, spec: dict[str, int], seed: int = 0,
+               angles: dict[str, float] | None = None) -> np.ndarray:
+    """Apply ``{kind: level}`` in capture order (``angles``: optional motion blur / rain directions, degrees)."""
     out = img
     for kind in ORDER:
-        if kind in spec:
-            out = low_resolution(out, spec[kind]) if kind == "low resolution" else degrade.apply(
-                out, kind, spec[kind], seed=seed)
+        if kind not in spec:
+            continue
+        if kind == "low resolution":
+            out = low_resolution(out, spec[kind])
+        elif angles and kind in angles:
+            params = dict(degrade.LEVELS[kind][spec[kind] - 1]) | {"angle": angles[kind]}
+            params |= {"seed": seed} if kind == "rain" else {}
+            out = degrade.DEGRADATIONS[kind](out, **params)
+        else:
+            out = degrade.apply(out, kind, spec[kind], seed=seed)
     return out
 
 
@@ -78,37 +106,20 @@ def build_cases(photos: list[str], rng: np.random.Generator, n_pairs: int) -> li
     return cases
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="6 photos, fewer pairs")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-timing", action="store_true")
-    ap.add_argument("--errors", action="store_true", help="list every misclassified case")
-    ap.add_argument("--split", choices=("all", "tune", "holdout"), default="all",
-                    help="photos: all, the tuning photos only, or the held-out photos only")
-    args = ap.parse_args(argv)
-
-    pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]
-    photos = list(pool[:6] if args.quick else pool)
-    rng = np.random.default_rng(args.seed)
-    cases = build_cases(photos, rng, 84 if args.quick else 280)
-    images = {p: load_photo(p) for p in photos}
-
+def score_table(title: str, cases: list[tuple[str, dict[str, int]]], preds: list[set[str]],
+                held: Sequence[str]) -> list[tuple]:
+    """Print per-kind TP/FP/FN, P/R/F1 (all, singles, held-out photos) and the confusion; returns the errors."""
     tp, fp, fn = (dict.fromkeys(KINDS, 0) for _ in range(3))
     stp, sfp, sfn = (dict.fromkeys(KINDS, 0) for _ in range(3))  # single-degradation and clean cases only
     htp, hfp, hfn = (dict.fromkeys(KINDS, 0) for _ in range(3))  # cases on held-out photos only
     confusion = {t: dict.fromkeys(KINDS, 0) for t in (*KINDS, "clean")}  # true kind -> predicted-present counts
     truth_count = dict.fromkeys((*KINDS, "clean"), 0)
     errors = []
-    t0 = time.perf_counter()
-    for i, (photo, spec) in enumerate(cases):
-        img = synthesize(images[photo], spec, seed=i)
-        dets = detect_all(img)
-        pred = {d.kind for d in dets if d.present}
+    for (photo, spec), pred in zip(cases, preds):
         truth = {k for k, lv in spec.items() if lv >= 3}
         for k in KINDS:
             for t_, f_p, f_n, on in ((tp, fp, fn, True), (stp, sfp, sfn, len(spec) <= 1),
-                                     (htp, hfp, hfn, photo in HOLDOUT)):
+                                     (htp, hfp, hfn, photo in held)):
                 if not on:
                     continue
                 if k in pred and k in truth:
@@ -122,15 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in pred:
                 confusion[t][k] += 1
         if pred != truth:
-            errors.append((photo, spec, sorted(pred - truth), sorted(truth - pred),
-                           {d.kind: round(d.evidence.get("score", 0.0), 3) for d in dets
-                            if d.kind in (pred ^ truth)}))
-    elapsed = time.perf_counter() - t0
-
-    print(f"{len(cases)} cases from {len(photos)} photos ({elapsed:.1f} s, {1000 * elapsed / len(cases):.0f} ms/case)")
-    held = [p for p in photos if p in HOLDOUT]
-    print(f"photos: {', '.join(photos)}; held out (not tuned on): {', '.join(held) or 'none'}")
-    print(f"\n{'kind':<28}{'TP':>5}{'FP':>5}{'FN':>5}{'prec':>8}{'recall':>8}{'F1':>7}{'F1 singles':>12}"
+            errors.append((photo, spec, sorted(pred - truth), sorted(truth - pred)))
+    print(f"\n== {title}")
+    print(f"{'kind':<28}{'TP':>5}{'FP':>5}{'FN':>5}{'prec':>8}{'recall':>8}{'F1':>7}{'F1 singles':>12}"
           f"{'F1 held-out':>13}")
     f1s, sf1s, hf1s = [], [], []
     for k in KINDS:
@@ -146,28 +151,98 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<28}{tp[k]:>5}{fp[k]:>5}{fn[k]:>5}{p:>8.3f}{r:>8.3f}{f1:>7.3f}{sf1:>12.3f}{hcol}")
     hmean = f"{np.mean(hf1s):>13.3f}" if held else f"{'-':>13}"
     print(f"{'macro F1':<43}{np.mean(f1s):>22.3f}{np.mean(sf1s):>12.3f}{hmean}")
-
-    print("\nconfusion: rows = true present kind (or clean/all-absent), columns = predicted-present rate")
+    print("confusion: rows = true present kind (or clean/all-absent), columns = predicted-present rate")
     print(f"{'true/pred':<14}{'n':>5}" + "".join(f"{SHORT[k]:>9}" for k in KINDS))
     for t in (*KINDS, "clean"):
         n = truth_count[t]
         row = "".join(f"{confusion[t][k] / max(1, n):>9.2f}" for k in KINDS)
         print(f"{SHORT.get(t, t):<14}{n:>5}" + row)
+    return errors
 
+
+def leave_photo_out(cases: list[tuple[str, dict[str, int]]], raw: list[list[Detection]],
+                    cache: str) -> list[set[str]]:
+    """Verdicts of models refitted on the training cache without the case's photo (all its views/seeds)."""
+    from training.fit_perception import SEEDS, all_photos, extract_photo, fit_model, load_cases
+
+    names = sorted(all_photos())
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    for n, seed in itertools.product(names, SEEDS):  # builds a missing cache (about 35 s per photo and seed)
+        extract_photo((n, seed, cache))
+    rows = load_cases(cache, names)
+    x = feature_matrix([evidence_of(dets) for dets in raw])
+    preds: list[set[str]] = [set() for _ in cases]
+    for photo in sorted({p for p, _ in cases}):
+        model = model_from_dict(fit_model([r for r in rows if r["photo"] != photo]))
+        idx = [i for i, (p, _) in enumerate(cases) if p == photo]
+        prob = predict_proba(model, x[idx])
+        for i, pr in zip(idx, prob):
+            thr = {d.kind for d in raw[i] if d.present}
+            preds[i] = {k for k, q in zip(KINDS, pr) if (k in thr if k in THRESHOLD_KINDS else
+                                                           q >= 0.5 or (k in thr and q >= VETO_BELOW))}
+    return preds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="6 photos, fewer pairs")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--errors", action="store_true", help="list every misclassified case (final verdicts)")
+    ap.add_argument("--split", choices=("all", "tune", "holdout"), default="all",
+                    help="photos: all, the tuning photos only, or the held-out photos only")
+    ap.add_argument("--lopo", action="store_true",
+                    help="also leave-photo-out: refit the calibration without each test photo (needs the training "
+                         "feature cache, built if missing: ~10 min)")
+    ap.add_argument("--cache", default="/tmp/fourk_perception_features", help="training feature cache (--lopo)")
+    args = ap.parse_args(argv)
+
+    pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]
+    photos = list(pool[:6] if args.quick else pool)
+    rng = np.random.default_rng(args.seed)
+    cases = build_cases(photos, rng, 84 if args.quick else 280)
+    images = {p: load_photo(p) for p in photos}
+
+    t0 = time.perf_counter()
+    raw = [detect_all(synthesize(images[photo], spec, seed=i), calibrated=False)
+           for i, (photo, spec) in enumerate(cases)]
+    elapsed = time.perf_counter() - t0
+    print(f"{len(cases)} cases from {len(photos)} photos, seed {args.seed} ({elapsed:.1f} s, "
+          f"{1000 * elapsed / len(cases):.0f} ms/case)")
+    held = [p for p in photos if p in HOLDOUT]
+    print(f"photos: {', '.join(photos)}; held out from the thresholds' tuning: {', '.join(held) or 'none'}")
+    model = load_model()
+    fit = json.loads(MODEL_PATH.read_text()).get("fit", {}) if model is not None else {}
+    print(f"calibration model: {'none (thresholds only)' if model is None else MODEL_PATH.name}; fitted on "
+          f"{fit.get('cases', '?')} cases of {len(fit.get('photos', []))} photos (all of the above among them)")
+
+    tables = [("thresholds (no calibration)", [{d.kind for d in dets if d.present} for dets in raw])]
+    if model is not None:
+        tables.append(("shipped calibration (its fit saw these photos, other crops/seeds)",
+                       [{d.kind for d in calibrate(dets) if d.present} for dets in raw]))
+    if args.lopo:
+        t1 = time.perf_counter()
+        tables.append(("leave-photo-out calibration (refit without the test photo: unseen photos)",
+                       leave_photo_out(cases, raw, args.cache)))
+        print(f"leave-photo-out refits: {time.perf_counter() - t1:.0f} s")
+    errors = []
+    for title, preds in tables:
+        errors = score_table(title, cases, preds, held)
     if args.errors:
-        print("\nerrors (photo, spec, false-present, missed, scores):")
+        print(f"\nerrors of the last table (photo, spec, false-present, missed): {len(errors)}")
         for e in errors:
             print("  ", *e)
 
     # pixel-size low resolution: degrade.apply's plain down-scale (no up-scaling back)
-    hits = []
+    hits, cal_hits = [], []
+    lr = KINDS.index("low resolution")
     for p in photos:
         for level in range(1, 6):
-            small = degrade.apply(images[p], "low resolution", level)
-            present = next(d for d in detect_all(small) if d.kind == "low resolution").present
-            hits.append(present == (level >= 3))
-    print(f"\npixel-size low resolution (plain down-scale, tiny-image rule): {np.mean(hits):.3f} accuracy"
-          f" over {len(hits)} cases")
+            dets = detect_all(degrade.apply(images[p], "low resolution", level), calibrated=False)
+            hits.append(dets[lr].present == (level >= 3))
+            cal_hits.append(calibrate(dets)[lr].present == (level >= 3))
+    print(f"\npixel-size low resolution (plain down-scale, tiny-image rule), accuracy over {len(hits)} cases: "
+          f"thresholds {np.mean(hits):.3f}, calibrated {np.mean(cal_hits):.3f}")
 
     if not args.no_timing:
         print("\ntiming of detect_all (median of 3):")

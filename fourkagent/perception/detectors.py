@@ -311,14 +311,30 @@ def estimate_noise_sigma(img: Image) -> float:
     return float(M.noise_sigma(as_image(img)))
 
 
-def detect(img: Image, kind: str) -> Detection:
-    """Run one detector; ``kind`` must be one of :data:`KINDS`."""
+def detect(img: Image, kind: str, calibrated: bool = True) -> Detection:
+    """Run one detector; ``kind`` must be one of :data:`KINDS`.
+
+    Default: the calibrated verdict, as in :func:`detect_all` (the model needs every detector's evidence, so
+    all run). ``calibrated=False``: this detector alone with its threshold verdict - much faster for callers
+    that only read ``evidence["score"]`` (identical either way).
+    """
     if kind not in _DETECTORS:
         raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
+    if calibrated:
+        return detect_all(img)[KINDS.index(kind)]
     return _DETECTORS[kind](_Analysis(img))
 
 
-def detect_all(img: Image) -> list[Detection]:
-    """One :class:`Detection` per kind, in :data:`KINDS` order (measurements computed once)."""
+def detect_all(img: Image, calibrated: bool = True) -> list[Detection]:
+    """One :class:`Detection` per kind, in :data:`KINDS` order (measurements computed once).
+
+    ``calibrated``: present/absent from the shipped calibration model (``evidence["p_present"]``; every
+    other evidence value, ``score`` included, is unchanged); ``False`` or no usable model: the thresholds.
+    """
     a = _Analysis(img)
-    return [_DETECTORS[k](a) for k in KINDS]
+    raw = [_DETECTORS[k](a) for k in KINDS]
+    if not calibrated:
+        return raw
+    from fourkagent.perception.calibration import calibrate  # late: calibration imports this module
+
+    return calibrate(raw)

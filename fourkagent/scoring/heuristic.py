@@ -44,7 +44,7 @@ def target_score(img: Image, kind: str) -> float:
     """The perception detector's continuous score for ``kind`` (larger = worse)."""
     from fourkagent.perception.detectors import detect
 
-    return float(detect(_center(img), kind).evidence["score"])
+    return float(detect(_center(img), kind, calibrated=False).evidence["score"])  # raw score: one detector
 
 
 def naturalness(img: Image, baseline: float) -> float:

@@ -1,0 +1,235 @@
+"""Fit the perception calibration model shipped in ``fourkagent/data/perception_model.json``.
+
+Data: every free real photo (``fourkagent.photos.photo_sources`` plus the benchmark's skimage photos; not
+``cell``, natively soft microscopy, nor skimage's ``clock``, which is motion-blurred), each seen as 4 views:
+a random crop of up to 512 px at native scale, a 256-px crop, a 256-px crop of the half-size photo, and a small 96-200 px crop. On every view: the clean image, every degradation
+at all 5 levels, random pairs and triples (benchmark capture order; half of the cases with a random
+motion-blur / rain direction), plus plain pixel-size down-scales. Ground truth: present iff level >= 3;
+"low resolution" is also present when the short side is <= 133 px (the detectors' tiny-image rule).
+Features: every raw evidence value of every detector (``detect_all(img, calibrated=False)``), cached as
+JSON lines per photo and seed in ``--cache`` (extraction is the slow part).
+
+The model (see :mod:`fourkagent.perception.calibration`): per kind, gradient-boosted depth-3 trees
+(scikit-learn's HistGradientBoostingClassifier, fitting only) on signed-log evidence, exported as plain node
+arrays; scored by 5-fold cross-validation grouped by photo (against the thresholds on the same cases).
+
+Usage: nice python training/fit_perception.py [--cache DIR] [--jobs 2] [--extract-only] [--out MODEL.json]
+Run time on this machine (2 shared cores): extraction 6-10 min per seed (3 seeds x 17 photos x 246 cases =
+12546 cases), fitting + 5-fold CV 2-16 min depending on load. Deterministic (fixed seeds; random_state 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Sequence
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.perception import PHOTOS as BENCH_PHOTOS  # noqa: E402
+from benchmarks.perception import synthesize  # noqa: E402
+from fourkagent import degrade  # noqa: E402
+from fourkagent.imaging import resize  # noqa: E402
+from fourkagent.perception.calibration import FEATURES, feature_matrix, save_model  # noqa: E402
+from fourkagent.perception.detectors import KINDS, detect_all  # noqa: E402
+from fourkagent.photos import SKIMAGE_PHOTOS, decode, photo_sources  # noqa: E402
+
+TINY_SIDE = 133  # short sides up to this are "low resolution" by the detectors' tiny-image rule
+EXCLUDED = ("cell",)  # natively soft microscopy: its "clean" version is genuinely low resolution (label noise)
+DEFAULT_CACHE = "/tmp/fourk_perception_features"
+SEEDS = (100, 101, 102)  # one extraction round per seed: other crops, cases and noise
+DEPTH, TREES, LEARNING_RATE = 4, 300, 0.08
+
+
+def all_photos() -> dict:
+    """Every photo loader used for training, by name."""
+    names = tuple(n for n in dict.fromkeys((*BENCH_PHOTOS, *SKIMAGE_PHOTOS)) if n not in EXCLUDED)
+    return photo_sources(names)
+
+
+def views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Four views of one photo: crops at native and half scale, and a small crop."""
+
+    def crop(a: np.ndarray, side: int) -> np.ndarray:
+        h, w = a.shape[:2]
+        sh, sw = min(side, h), min(side, w)
+        y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        return np.ascontiguousarray(a[y : y + sh, x : x + sw])
+
+    h, w = img.shape[:2]
+    half = resize(img, (w // 2, h // 2), "area")
+    return [("native512", crop(img, 512)), ("native256", crop(img, 256)), ("half256", crop(half, 256)),
+            ("small", crop(img, int(rng.integers(96, 201))))]
+
+
+def specs(rng: np.random.Generator, n_pairs: int, n_triples: int) -> list[dict[str, int]]:
+    """Clean, all singles at all levels, random pairs and triples."""
+    out: list[dict[str, int]] = [{}]
+    out += [{k: lv} for k in KINDS for lv in range(1, 6)]
+    for n, size in ((n_pairs, 2), (n_triples, 3)):
+        for _ in range(n):
+            ks = rng.choice(len(KINDS), size, replace=False)
+            out.append({KINDS[int(i)]: int(rng.integers(1, 6)) for i in ks})
+    return out
+
+
+def labels(spec: dict[str, int], short: int) -> dict[str, int]:
+    """Ground truth per kind (present iff level >= 3; tiny images are low resolution)."""
+    y = {k: int(spec.get(k, 0) >= 3) for k in KINDS}
+    y["low resolution"] |= int(short <= TINY_SIDE)
+    return y
+
+
+def measure(img: np.ndarray) -> dict:
+    """Raw evidence and threshold verdicts of every detector."""
+    dets = detect_all(img, calibrated=False)
+    return {"ev": {d.kind: d.evidence for d in dets}, "present": {d.kind: d.present for d in dets}}
+
+
+def extract_photo(args: tuple[str, int, str]) -> str:
+    """Synthesise and measure every case of one photo; writes ``<cache>/<photo>.jsonl``."""
+    name, seed, cache = args
+    out = Path(cache) / f"{name}_s{seed}.jsonl"
+    if out.exists():
+        return f"{name}: cached"
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
+    img = decode(all_photos()[name])
+    rows = []
+    for vi, (view, base) in enumerate(views(img, rng)):
+        small = view == "small"
+        for ci, spec in enumerate(specs(rng, 8 if small else 16, 3 if small else 6)):
+            angles = ({"motion blur": float(rng.uniform(0, 180)), "rain": float(rng.uniform(45, 135))}
+                      if rng.random() < 0.5 else None)
+            case_seed = seed * 100000 + vi * 1000 + ci
+            deg = synthesize(base, spec, seed=case_seed, angles=angles)
+            rows.append({"photo": name, "view": view, "spec": spec, "angles": angles, "seed": case_seed,
+                         "short": int(min(deg.shape[:2]))} | measure(deg))
+        if view == "native512":  # pixel-size low resolution: plain down-scale
+            for lv in range(1, 6):
+                deg = degrade.apply(base, "low resolution", lv)
+                rows.append({"photo": name, "view": "pixel", "spec": {"low resolution": lv}, "angles": None,
+                             "seed": 0, "short": int(min(deg.shape[:2]))} | measure(deg))
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.rename(out)
+    return f"{name}: {len(rows)} cases, {time.perf_counter() - t0:.0f} s"
+
+
+def load_cases(cache: str, photos: Sequence[str], seeds: Sequence[int] = SEEDS) -> list[dict]:
+    """The cached cases of ``photos`` (each with ``ev`` and ``y``)."""
+    rows = []
+    for p, seed in itertools.product(photos, seeds):
+        for line in (Path(cache) / f"{p}_s{seed}.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            r["y"] = labels(r["spec"], r["short"])
+            for k in KINDS:
+                r["ev"][k]["present"] = float(r["present"][k])
+            rows.append(r)
+    return rows
+
+
+def _g(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
+def fit_kind(x: np.ndarray, y: np.ndarray) -> dict:
+    """Fit one kind's boosted trees (log-odds); returns ``{"baseline", "trees"}`` as plain numbers."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if y.min() == y.max():
+        return {"baseline": 10.0 if y[0] else -10.0, "trees": []}
+    m = HistGradientBoostingClassifier(max_depth=DEPTH, max_iter=TREES, learning_rate=LEARNING_RATE,
+                                       l2_regularization=1.0, min_samples_leaf=20, early_stopping=False,
+                                       random_state=0).fit(x, y)
+    trees = []
+    # sklearn's fitted trees: x <= num_threshold goes left; leaf values include the learning rate. Thresholds
+    # keep full precision (a bin edge can equal a training value), leaf values 6 significant digits.
+    for (pred,) in m._predictors:
+        nd = pred.nodes
+        trees.append({"feature": [int(f) if not leaf else -1 for f, leaf in zip(nd["feature_idx"], nd["is_leaf"])],
+                      "threshold": nd["num_threshold"].tolist(), "left": nd["left"].tolist(),
+                      "right": nd["right"].tolist(), "value": [_g(v) for v in nd["value"]]})
+    return {"baseline": _g(float(np.ravel(m._baseline_prediction)[0])), "trees": trees}
+
+
+def fit_model(rows: list[dict]) -> dict:
+    """Fit the calibration model (the JSON document, without the fitting record) on ``rows``."""
+    x = feature_matrix([r["ev"] for r in rows])
+    kinds = {k: fit_kind(x, np.array([r["y"][k] for r in rows])) for k in KINDS}
+    return {"format": 1, "model": "gradient_boosted_trees", "features": list(FEATURES),
+            "transform": "signed_log1p", "kinds": kinds}
+
+
+def prf(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall, F1 of verdicts ``p >= 0.5`` against ``y``."""
+    pred = p >= 0.5
+    tp, fp, fn = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum()), int((~pred & (y == 1)).sum())
+    pr, rc = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    return pr, rc, 2 * tp / max(1, 2 * tp + fp + fn)
+
+
+def cross_validate(rows: list[dict], folds: int = 5) -> dict[str, dict[str, float]]:
+    """Grouped-by-photo CV: per kind P/R/F1 of the model and of the thresholds on the same cases."""
+    from fourkagent.perception.calibration import model_from_dict, predict_proba
+
+    photos = sorted({r["photo"] for r in rows})
+    order = np.random.default_rng(0).permutation(len(photos))
+    fold_of = {photos[i]: j % folds for j, i in enumerate(order)}
+    probs = np.zeros((len(rows), len(KINDS)))
+    for f in range(folds):
+        tr = [r for r in rows if fold_of[r["photo"]] != f]
+        te = [i for i, r in enumerate(rows) if fold_of[r["photo"]] == f]
+        model = model_from_dict(fit_model(tr))
+        probs[te] = predict_proba(model, feature_matrix([rows[i]["ev"] for i in te]))
+    out = {}
+    for j, k in enumerate(KINDS):
+        y = np.array([r["y"][k] for r in rows])
+        thr = np.array([float(r["present"][k]) for r in rows])
+        p, rc, f1 = prf(y, probs[:, j])
+        _, _, tf1 = prf(y, thr)
+        out[k] = {"precision": round(p, 4), "recall": round(rc, 4), "f1": round(f1, 4), "thresholds_f1": round(tf1, 4)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default=DEFAULT_CACHE)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--extract-only", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parents[1] / "fourkagent/data/perception_model.json"))
+    args = ap.parse_args()
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    names = sorted(all_photos())
+    t0 = time.perf_counter()
+    with Pool(args.jobs) as pool:
+        jobs = [(n, seed, args.cache) for seed in SEEDS for n in names]
+        for msg in pool.imap_unordered(extract_photo, jobs):
+            print(msg, flush=True)
+    print(f"extraction: {time.perf_counter() - t0:.0f} s")
+    if args.extract_only:
+        return
+    rows = load_cases(args.cache, names)
+    t1 = time.perf_counter()
+    cv = cross_validate(rows)
+    for k, v in cv.items():
+        print(f"{k:<28} CV P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f}"
+              f"   (thresholds F1 {v['thresholds_f1']:.3f})")
+    model = fit_model(rows)
+    model["fit"] = {"photos": names, "cases": len(rows), "seeds": list(SEEDS),
+                    "trees": {"depth": DEPTH, "count": TREES, "learning_rate": LEARNING_RATE},
+                    "cv": "5-fold grouped by photo", "cv_scores": cv,
+                    "script": "training/fit_perception.py"}
+    save_model(model, args.out)
+    print(f"fit + CV: {time.perf_counter() - t1:.0f} s; wrote {args.out} ({len(rows)} cases, {len(names)} photos)")
+
+
+if __name__ == "__main__":
+    main()
