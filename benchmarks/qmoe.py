@@ -1,6 +1,6 @@
 """Q-MoE benchmark: does the scorer pick the expert that is best against ground truth, and is the agent worth it?
 
-Usage: python benchmarks/qmoe.py [--side 192] [--data CACHE.npz] [--agent-cases 20] [--out DIR]
+Usage: python benchmarks/qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--agent-cases 20] [--out DIR]
 
 Part 1, selection accuracy (≥ 10 real photos × 7 degradations × 5 levels + SR ×2/×4): every expert of the
 matching step runs; Q-MoE's pick is compared with the PSNR oracle (agreement = within 0.05 dB of the best)
@@ -29,7 +29,7 @@ import numpy as np
 from fourkagent import degrade
 from fourkagent.photos import sample_photos
 from fourkagent.imaging import Image, psnr, resize
-from fourkagent.scoring.dataset import KINDS, cross_validate, evaluate, generate
+from fourkagent.scoring.dataset import KINDS, cross_validate, evaluate, load_or_generate, merge
 from fourkagent.scoring.features import NAMES
 from fourkagent.tools.registry import MAIN_REGISTRY
 
@@ -149,17 +149,15 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=192, help="photo crop side for part 1")
     ap.add_argument("--agent-side", type=int, default=384, help="photo crop side for part 2 (input is ×4 smaller)")
     ap.add_argument("--data", default="", help="cache of the expert runs (npz; training/fit_qmoe.py writes the same)")
+    ap.add_argument("--corner", default="", help="cache of a second view of every photo, used for training only")
     ap.add_argument("--agent-cases", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    photos = sample_photos(max_side=args.side)
-    if args.data and Path(args.data).exists():
-        data = dict(np.load(args.data, allow_pickle=False))
-    else:
-        data = generate(photos, MAIN_REGISTRY, log=lambda s: print(s, file=sys.stderr, flush=True))
-        if args.data:
-            np.savez(args.data, **data)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    data = load_or_generate(args.side, args.data, log=log)
+    if args.corner:  # extra training view: scored cases stay the centre views
+        data = merge(data, load_or_generate(args.side, args.corner, corner=True, log=log))
     print(f"## Q-MoE selection accuracy ({int(data['photo'].max()) + 1} photos, {args.side} px, 2-fold CV by photo)\n")
     print(selection_table(data) + "\n")
     out = Path(args.out)

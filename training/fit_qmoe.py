@@ -3,9 +3,11 @@
 Data (``fourkagent/scoring/dataset.py``): every free real photo of ``photos.sample_photos`` (centre crops),
 every degradation of the paper's vocabulary at severities 1-5 (SR: ×4 and ×2 bicubic downscale of three
 rotated views), every registered expert of the matching step. Target: PSNR gain over doing nothing (dB).
-Prints 2-fold cross-validation by photo, then fits on all photos. Deterministic (fixed seeds).
+Prints 2-fold cross-validation by photo (penalties chosen per step by an inner CV on the training photos),
+then fits on all photos. ``--corner`` adds a second view of every photo for training (CV still scores the
+centre views only). Deterministic (fixed seeds).
 
-Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--out MODEL.json]
+Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
 """
 
 from __future__ import annotations
@@ -14,33 +16,23 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
-from fourkagent.photos import sample_photos
-from fourkagent.scoring.dataset import cross_validate, evaluate, fit_all, generate
-from fourkagent.scoring.features import NAMES
-from fourkagent.tools.registry import MAIN_REGISTRY
-
-
-def load_or_generate(side: int, cache: str) -> dict[str, np.ndarray]:
-    """The dataset, from ``cache`` when it exists (it is written otherwise)."""
-    if cache and Path(cache).exists():
-        return dict(np.load(cache, allow_pickle=False))
-    data = generate(sample_photos(max_side=side), MAIN_REGISTRY, log=lambda s: print(s, flush=True))
-    if cache:
-        np.savez(cache, **data)
-    return data
+from fourkagent.scoring.dataset import cross_validate, evaluate, fit_all, load_or_generate, merge
+from fourkagent.scoring.features import NAMES, STATE
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", type=int, default=192)
     ap.add_argument("--data", default="")
+    ap.add_argument("--corner", default="", help="also a second view of every photo (cached in this npz)")
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "fourkagent/data/qmoe_model.json"))
     args = ap.parse_args()
-    data = load_or_generate(args.side, args.data)
+    data = load_or_generate(args.side, args.data, log=lambda s: print(s, flush=True))
+    if args.corner:
+        data = merge(data, load_or_generate(args.side, args.corner, corner=True, log=lambda s: print(s, flush=True)))
     cv = evaluate(*cross_validate(data))
-    model = {"version": 2, "features": list(NAMES), "steps": fit_all(data), "cross_validation": cv,
+    model = {"version": 3, "features": list(NAMES), "state": list(STATE), "steps": fit_all(data), "cross_validation": cv,
              "photos": int(data["photo"].max() + 1), "rows": int(len(data["gain"])), "side": args.side}
     Path(args.out).write_text(json.dumps(model, indent=1))
     print("| step | cases | CV agreement | CV loss (dB) |\n|---|---|---|---|")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -15,8 +16,9 @@ from fourkagent import degrade
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image, psnr
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP
-from fourkagent.scoring.features import NAMES, features, reference
-from fourkagent.scoring.learned import fit_rank, predict
+from fourkagent.scoring.features import NAMES, STATE, features, reference, state
+from fourkagent.scoring.heuristic import STEP_TARGET
+from fourkagent.scoring.learned import decide, fit_step, predict
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, GAIN_SCALE_DB
 from fourkagent.tools.base import ToolRegistry
 
@@ -57,16 +59,16 @@ NONE_TOOL = "(none)"
 
 
 def _add(rows: dict[str, list], photo: int, step: str, case: int, present: bool, tool: str, x: np.ndarray,
-         gain: float) -> None:
+         gain: float, s: np.ndarray) -> None:
     for key, val in (("photo", photo), ("step", step), ("case", case), ("present", present), ("tool", tool), ("x", x),
-                     ("gain", gain)):
+                     ("gain", gain), ("s", s)):
         rows[key].append(val)
 
 
 def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """One row per (photo, case, expert): photo index, step, case id, degradation present, tool, features,
-    PSNR gain (dB)."""
-    rows: dict[str, list] = {"photo": [], "step": [], "case": [], "present": [], "tool": [], "x": [], "gain": []}
+    PSNR gain (dB), the step input's state (``features.STATE``)."""
+    rows: dict[str, list] = {"photo": [], "step": [], "case": [], "present": [], "tool": [], "x": [], "gain": [], "s": []}
     case_id = 0
     for pi, (name, clean) in enumerate(photos.items()):
         t0 = time.perf_counter()
@@ -77,19 +79,51 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
             if len(tools) < 2:
                 continue
             ref = reference(inp, step)
+            st = state(ref)
             base_psnr = min(psnr(ref.base, truth), MAX_PSNR)  # finite for the clean false alarm
-            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0)  # doing nothing: 0 dB
+            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0, st)  # doing nothing: 0 dB
             for tool in tools:
                 try:
                     out = tool(inp)
                 except FourKError:
                     continue
                 gain = float(np.clip(min(psnr(out, truth), MAX_PSNR) - base_psnr, -15, 15))
-                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain)
+                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain, st)
             case_id += 1
         if log:
             log(f"  {name}: {time.perf_counter() - t0:.0f} s")
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def corner_views(side: int) -> dict[str, Image]:
+    """A second view of every photo: the top-left ``side`` crop of its centre crop at twice the side (other
+    content than the centre crop where the photo is large enough)."""
+    from fourkagent.photos import sample_photos
+
+    return {k: np.ascontiguousarray(v[:side, :side]) for k, v in sample_photos(max_side=2 * side).items()}
+
+
+def load_or_generate(side: int, cache: str = "", corner: bool = False,
+                     log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """The dataset of the photos' centre (or ``corner``) views at ``side`` px, from the npz ``cache`` when it
+    exists (written otherwise)."""
+    from fourkagent.photos import sample_photos
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    if cache and Path(cache).exists():
+        return dict(np.load(cache, allow_pickle=False))
+    data = generate(corner_views(side) if corner else sample_photos(max_side=side), MAIN_REGISTRY, log=log)
+    if cache:
+        np.savez(cache, **data)
+    return data
+
+
+def merge(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Two datasets of the same photos as one: ``b`` is an extra view (``view`` 1, used for training only by
+    :func:`cross_validate`); its case ids follow ``a``'s."""
+    a = a | {"view": a.get("view", np.zeros(len(a["gain"]), int))}
+    b = b | {"case": b["case"] + int(a["case"].max()) + 1, "view": np.ones(len(b["gain"]), int)}
+    return {k: np.concatenate([a[k], b[k]]) for k in a if k in b}
 
 
 def experts_only(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -101,29 +135,58 @@ def experts_only(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def state_columns(step: str) -> list[int] | None:
+    """The input measurements a restoration step's slopes may depend on (``features.STATE``): the score of
+    the degradation the step targets (how strongly it is present) and the input's median luma. None for SR:
+    the upscale factor demands the step, and its inputs in a run (restored images) are unlike the training
+    ones (clean downscales), where slopes on the input's state would extrapolate."""
+    if step not in STEP_TARGET:
+        return None
+    return [STATE.index("in_" + STEP_TARGET[step].replace(" ", "_")), STATE.index("in_median_luma")]
+
+
+def _state(data: dict[str, np.ndarray], m: np.ndarray) -> tuple[np.ndarray | None, list[int] | None]:
+    """The rows' input state and the columns used (none for data generated without it)."""
+    cols = state_columns(str(data["step"][m][0])) if "s" in data else None
+    return (data["s"][m], cols) if cols else (None, None)
+
+
+STEP_FEATURES: dict[str, tuple[str, ...]] = {
+    "brightening": ("d_dark", "d_median_luma", "d_contrast", "clipped", "d_saturation", "exposure_error",
+                    "white_point_error"),
+}
+"""A smaller feature set per step that its fit may choose instead of all features (by inner CV)."""
+
+
+def fit_step_rows(ex: dict[str, np.ndarray], m: np.ndarray) -> dict:
+    """The model of one step fitted on the expert rows ``m`` (penalties and feature set chosen by inner CV
+    by photo)."""
+    s, cols = _state(ex, m)
+    step = str(ex["step"][m][0])
+    subsets = (None, *([[NAMES.index(n) for n in STEP_FEATURES[step]]] if step in STEP_FEATURES else []))
+    return fit_step(ex["dx"][m], ex["gain"][m], ex["case"][m], ex["photo"][m], THRESHOLD_GAIN_DB, s, cols, subsets)
+
+
 def fit_all(data: dict[str, np.ndarray]) -> dict[str, dict]:
     """One model per step, on every photo."""
     ex = experts_only(data)
-    out = {}
-    for step in sorted(set(ex["step"])):
-        m = ex["step"] == step
-        out[str(step)] = fit_rank(ex["dx"][m], ex["gain"][m], ex["case"][m])
-    return out
+    return {str(step): fit_step_rows(ex, ex["step"] == step) for step in sorted(set(ex["step"]))}
 
 
 def cross_validate(data: dict[str, np.ndarray], folds: int = 2) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Expert rows and their predicted gains, each photo's from a model fitted without that photo."""
+    """Expert rows of the main view and their predicted gains, each photo's from a model fitted without that
+    photo (on every view of the other photos)."""
     ex = experts_only(data)
     fold = ex["photo"] % folds
+    main = ex["view"] == 0 if "view" in ex else np.ones(len(fold), bool)
     pred = np.zeros(len(ex["gain"]))
     for f in range(folds):
         for step in sorted(set(ex["step"])):
             train = (fold != f) & (ex["step"] == step)
-            test = (fold == f) & (ex["step"] == step)
+            test = (fold == f) & (ex["step"] == step) & main
             if train.sum() > 2 * len(NAMES) and test.any():
-                model = fit_rank(ex["dx"][train], ex["gain"][train], ex["case"][train])
-                pred[test] = predict(model, ex["dx"][test])
-    return ex, pred
+                pred[test] = predict(fit_step_rows(ex, train), ex["dx"][test], _state(ex, test)[0])
+    return {k: v[main] for k, v in ex.items()}, pred[main]
 
 
 def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[str, float]]:
@@ -143,8 +206,7 @@ def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[st
         for case in sorted(set(data["case"][data["step"] == step])):
             m = (data["case"] == case) & experts
             gains, p = data["gain"][m], pred[m]
-            pick = int(np.argmax(p))
-            kept = gains[pick] if p[pick] >= THRESHOLD_GAIN_DB else 0.0
+            pick, kept = decide(gains, p, THRESHOLD_GAIN_DB)
             lost = max(gains.max(), 0.0) - kept
             decision.append(lost)
             if present[m].all():

@@ -1,7 +1,13 @@
 """No-reference features of a (step input, candidate) pair, for the learned Q-MoE scorer.
 
 Every feature compares the candidate with "doing nothing" (the step input, or its bicubic upscale for
-SR), so the same model ranks candidates of any image. Large images are measured on a central crop.
+SR), so the same model ranks candidates of any image; the model uses changes against the features of the
+input itself. Exposure features (median, 99th percentile, clipped highlights) estimate whether a tone curve
+went too far; the removed signal's lag-1 autocorrelation tells noise removal (white) from structure
+removal, and the spread of the local contrast change tells a depth-dependent dehaze from a global stretch.
+:func:`state` measures the step input alone (raw detector scores, exposure): the learned model's slopes may
+depend on it. Raw ``evidence["score"]`` values are used, never calibrated verdicts. Large images are
+measured on a central crop.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ NAMES: tuple[str, ...] = (
     "d_niqe", *(f"d_{k.replace(' ', '_')}" for k in KINDS),
     "lowpass_psnr", "removed_ratio", "leakage", "grad_ratio", "d_median_luma", "d_contrast", "clipped", "d_saturation",
     "exposure_error", "coarse_psnr", "hf_ratio", "white_point_error",
+    "median_luma", "p99_luma", "highlights_clipped", "removed_autocorr", "local_gain_spread",
 )
 """Feature names, in vector order."""
+STATE: tuple[str, ...] = (*(f"in_{k.replace(' ', '_')}" for k in KINDS), "in_median_luma", "in_p99_luma")
+"""Names of the step input's own measurements (:func:`state`): what the model's slopes may depend on."""
 
 _SIDE = 384
 
@@ -58,7 +67,8 @@ def detector_scores(img: Image) -> dict[str, float]:
     """Every detector's continuous score (larger = worse)."""
     from fourkagent.perception.detectors import detect_all
 
-    return {d.kind: float(d.evidence["score"]) for d in detect_all(img)}
+    dets = detect_all(img, calibrated=False)  # raw scores only: the calibrated verdicts are not needed here
+    return {d.kind: float(d.evidence["score"]) for d in dets}
 
 
 def reference(inp: Image, step: str) -> Reference:
@@ -89,6 +99,30 @@ def _white_point(img: Image) -> float:
     return float(np.percentile(img.max(axis=2), 99.9))
 
 
+def state(ref: Reference) -> np.ndarray:
+    """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure."""
+    y = luma(_crop(ref.base))
+    return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99))])
+
+
+def _autocorr(r: np.ndarray) -> float:
+    """Mean lag-1 correlation (horizontal, vertical) of a signal: ~0 for white noise, ~1 for image structure."""
+    r = r - r.mean()
+    den = float(np.mean(r * r)) + 1e-10
+    return 0.5 * (float(np.mean(r[:, 1:] * r[:, :-1])) + float(np.mean(r[1:] * r[:-1]))) / den
+
+
+def _local_gain_spread(yb: np.ndarray, yo: np.ndarray, blocks: int = 6) -> float:
+    """Spread (std) over a grid of blocks of the log contrast change: 0 for a global tone curve or stretch."""
+    h, w = yb.shape
+    bh, bw = h // blocks, w // blocks
+    if bh < 4 or bw < 4:
+        return 0.0
+    g = [np.log((yo[i:i + bh, j:j + bw].std() + 2e-3) / (yb[i:i + bh, j:j + bw].std() + 2e-3))
+         for i in range(0, bh * blocks, bh) for j in range(0, bw * blocks, bw)]
+    return float(np.std(g))
+
+
 def features(out: Image, ref: Reference) -> np.ndarray:
     """The feature vector of a candidate (see ``NAMES``)."""
     base_c, out_c = _crop(ref.base), _crop(out)
@@ -116,5 +150,10 @@ def features(out: Image, ref: Reference) -> np.ndarray:
         min(psnr(_coarse(out), _coarse(ref.base)), 60.0) / 10.0,
         float(np.log((cv2.Laplacian(yo, cv2.CV_32F).var() + 1e-8) / (cv2.Laplacian(yb, cv2.CV_32F).var() + 1e-8))),
         abs(_white_point(out_c) - 1.0) * 4.0,
+        float(np.median(yo)) * 4.0,
+        float(np.percentile(yo, 99)) * 4.0,
+        float(np.mean(out_c.max(axis=2) >= 0.995)) * 20.0,
+        _autocorr(removed) if removed.std() > 1e-6 else 0.0,
+        _local_gain_spread(yb, yo),
     ]
     return np.nan_to_num(np.asarray(vec, np.float64), nan=0.0, posinf=6.0, neginf=-6.0)

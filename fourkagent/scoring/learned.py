@@ -1,13 +1,15 @@
-"""The learned offline Q-MoE model: per step, a linear score of no-reference feature changes.
+"""The learned offline Q-MoE model: per step, a score of no-reference feature changes.
 
 Features are taken relative to "doing nothing" (``dx = x − x_none``, where ``x_none`` are the features of
-the step input itself, or its bicubic upscale for SR), expanded with their squares, and the model has no
-intercept: doing nothing is predicted to gain exactly 0 dB, and each candidate is scored on its own.
+the step input itself, or its bicubic upscale for SR), clipped to the range seen in training, expanded with
+their squares and, optionally, their products with measurements of the step input (``s``, e.g. how dark
+the input is: the same change helps a dark input and hurts a normal one). The model has no intercept:
+doing nothing is predicted to gain exactly 0 dB, and each candidate is scored on its own.
 
-:func:`fit` is a ridge regression of the PSNR gain. :func:`fit_rank`, what is shipped, adds a correction
-trained on the candidates of the same case only, pairwise and weighted by the dB at stake (regressing the
-gains of different images is a poor way to rank the candidates of one image); in 2-fold cross-validation by
-photo it loses less PSNR than the regression alone (``benchmarks/qmoe.py``).
+:func:`fit` is a ridge regression of the PSNR gain. :func:`fit_rank` adds a correction trained on the
+candidates of the same case only, pairwise and weighted by the dB at stake (regressing the gains of
+different images is a poor way to rank the candidates of one image). :func:`fit_step`, what is shipped,
+chooses the penalties of both per step by an inner cross-validation by photo on the training photos.
 Fitted by ``training/fit_qmoe.py`` on synthetic degradations of free real photos and shipped as JSON.
 """
 
@@ -22,27 +24,67 @@ import numpy as np
 
 RIDGE = 100.0
 RANK_L2 = 10.0
-"""L2 penalty of the ranking fit (on standardised features)."""
+"""L2 penalty of the ranking fit (on standardised features; pair weights have mean 1)."""
 LOGIT_DB = 0.5
 """dB of predicted gain difference per logit of the pairwise correction."""
 PAIR_FLOOR_DB = 0.05
 """Added to every pair's weight: near-ties still say something about the ordering."""
+GRID: tuple[dict[str, float], ...] = tuple(
+    {"ridge": r, "l2": l2, "logit_db": ld} for r in (30.0, 100.0) for l2 in (0.01, 0.03, 0.1, 0.3, 1.0) for ld in (0.5, 1.0, 2.0)
+)
+"""Penalties :func:`fit_step` chooses from."""
 Model = dict[str, Any]
 
 
-def expand(dx: np.ndarray) -> np.ndarray:
-    """Model inputs: the feature changes and their squares."""
-    dx = np.atleast_2d(dx)
-    return np.hstack([dx, dx * dx])
+CLIP_MARGIN = 0.01
+"""Changes beyond the training range are squashed into this fraction of the range past it (order kept)."""
 
 
-def fit(dx: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> Model:
-    """Fit gains ``y`` (dB) on feature changes ``dx`` (rows: candidates)."""
-    z = expand(dx)
+def _soft_clip(dx: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Identity inside ``[lo, hi]``; outside, a tanh approach to ``CLIP_MARGIN`` of the range beyond it."""
+    w = CLIP_MARGIN * (hi - lo) + 1e-9
+    above, below = dx > hi, dx < lo
+    out = np.where(above, hi + w * np.tanh((dx - hi) / w), dx)
+    return np.where(below, lo - w * np.tanh((lo - dx) / w), out)
+
+
+def expand(dx: np.ndarray, s: np.ndarray | None = None, model: Model | None = None) -> np.ndarray:
+    """Model inputs: the feature changes (softly clipped to the model's training range), their squares and, when the
+    model uses the input's state, the products of the changes with it."""
+    dx = np.atleast_2d(np.asarray(dx, np.float64))
+    if model is not None and "lo" in model:
+        dx = _soft_clip(dx, np.asarray(model["lo"]), np.asarray(model["hi"]))
+    if model is not None and model.get("cols") is not None:
+        dx = dx[:, model["cols"]]
+    parts = [dx, dx * dx]
+    cols = (model or {}).get("state_cols")
+    if cols and s is None:
+        raise ValueError("this model's slopes depend on the step input's state: pass s")
+    if cols:
+        st = np.atleast_2d(np.asarray(s, np.float64))[:, cols]
+        parts.append((dx[:, :, None] * st[:, None, :]).reshape(len(dx), -1))
+    return np.hstack(parts)
+
+
+def _spec(dx: np.ndarray, s: np.ndarray | None, state_cols: list[int] | None, cols: list[int] | None) -> Model:
+    """The input description of a model: clip range of the changes, which of them and which state columns
+    it uses."""
+    spec: Model = {"lo": dx.min(0).tolist(), "hi": dx.max(0).tolist(), "cols": None if cols is None else list(cols)}
+    if state_cols and s is not None:
+        spec["state_cols"] = list(state_cols)
+    return spec
+
+
+def fit(dx: np.ndarray, y: np.ndarray, ridge: float = RIDGE, s: np.ndarray | None = None,
+        state_cols: list[int] | None = None, cols: list[int] | None = None) -> Model:
+    """Fit gains ``y`` (dB) on feature changes ``dx`` (rows: candidates; only columns ``cols`` when given),
+    optionally with input state ``s`` (its columns ``state_cols``)."""
+    spec = _spec(dx, s, state_cols, cols)
+    z = expand(dx, s, spec)
     std = z.std(0) + 1e-6
     zs = z / std
     coef = np.linalg.solve(zs.T @ zs + ridge * np.eye(zs.shape[1]), zs.T @ y)
-    return {"std": std.tolist(), "coef": coef.tolist(), "n": int(len(y)), "max_gain": float(np.max(y))}
+    return spec | {"std": std.tolist(), "coef": coef.tolist(), "n": int(len(y)), "max_gain": float(np.max(y))}
 
 
 def _pairs(z: np.ndarray, y: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,38 +122,77 @@ def _logistic(d: np.ndarray, w: np.ndarray, l2: float, offset: np.ndarray, iters
 
 
 def fit_rank(
-    dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L2, logit_db: float = LOGIT_DB
+    dx: np.ndarray, y: np.ndarray, case: np.ndarray, l2: float = RANK_L2, logit_db: float = LOGIT_DB,
+    ridge: float = RIDGE, s: np.ndarray | None = None, state_cols: list[int] | None = None,
+    cols: list[int] | None = None,
 ) -> Model:
-    """The shipped model: the regression, plus a correction trained to order each case's candidates.
+    """The regression, plus a correction trained to order each case's candidates.
 
     ``dx`` feature changes, ``y`` gains in dB, ``case`` an id shared by the candidates of one case. The
     correction is a pairwise logistic model whose logits start from the regression's predicted difference
     (one logit per ``logit_db`` dB) and which maximises the dB-weighted likelihood of ordering each pair
-    right; it is added back in dB. Like the regression it has no intercept: doing nothing still scores 0 dB.
+    right (weights normalised to mean 1, so ``l2`` means the same for every step); it is added back in dB.
+    Like the regression it has no intercept: doing nothing still scores 0 dB.
     """
-    model = fit(dx, y)
-    z = expand(dx) / np.asarray(model["std"])
+    model = fit(dx, y, ridge, s, state_cols, cols)
+    z = expand(dx, s, model) / np.asarray(model["std"])
     base = z @ np.asarray(model["coef"])
     pairs = _pairs(np.hstack([z, base[:, None]]), y, case)
     if len(pairs[1]) == 0:
         return model
-    d, w = pairs[0][:, :-1], pairs[1]
-    coef = _logistic(d, w + PAIR_FLOOR_DB, l2, pairs[0][:, -1] / logit_db)
-    return model | {"rank": (coef * logit_db).tolist(), "fit": "regression + pairwise correction"}
+    d, w = pairs[0][:, :-1], pairs[1] + PAIR_FLOOR_DB
+    coef = _logistic(d, w / w.mean(), l2 * len(w), pairs[0][:, -1] / logit_db)
+    return model | {"rank": (coef * logit_db).tolist(), "fit": "regression + pairwise correction",
+                    "params": {"ridge": ridge, "l2": l2, "logit_db": logit_db}}
 
 
-def predict(model: Model, dx: np.ndarray) -> np.ndarray:
-    """Predicted PSNR gain (dB) of each candidate."""
-    z = expand(dx) / np.asarray(model["std"])
+def predict(model: Model, dx: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:
+    """Predicted PSNR gain (dB) of each candidate (``s``: the step input's state, when the model uses it)."""
+    z = expand(dx, s, model) / np.asarray(model["std"])
     gain = z @ np.asarray(model["coef"])
     if "rank" in model:
         gain = gain + z @ np.asarray(model["rank"])
-    # softly bounded by the best gain seen in training (order kept): candidates unlike the training experts
-    # (e.g. GAN outputs) would otherwise extrapolate to any Q
+    # bounded by the best gain seen in training: candidates unlike the training experts (e.g. GAN outputs)
+    # would otherwise extrapolate to any Q. Candidates the model puts past it are ties it cannot order: the
+    # registry order (the toolbox's preferred expert first) decides between them, as for any tie.
     top = float(model.get("max_gain", np.inf))
     if np.isfinite(top) and top > 0:
-        gain = np.where(gain > 0, top * np.tanh(gain / top), gain)
+        gain = np.minimum(gain, top)
     return gain
+
+
+def decide(gains: np.ndarray, pred: np.ndarray, keep_db: float) -> tuple[int, float]:
+    """One case's decision: the best-predicted candidate, and the gain kept (its gain when its prediction
+    reaches ``keep_db``, else 0 dB: the input is kept)."""
+    i = int(np.argmax(pred))
+    return i, float(gains[i]) if pred[i] >= keep_db else 0.0
+
+
+def decision_loss(y: np.ndarray, case: np.ndarray, pred: np.ndarray, keep_db: float) -> float:
+    """Mean dB lost per case by :func:`decide` against the best of the candidates and doing nothing."""
+    lost = [max(float(y[m].max()), 0.0) - decide(y[m], pred[m], keep_db)[1] for m in (case == c for c in np.unique(case))]
+    return float(np.mean(lost)) if lost else 0.0
+
+
+def fit_step(dx: np.ndarray, y: np.ndarray, case: np.ndarray, photo: np.ndarray, keep_db: float,
+             s: np.ndarray | None = None, state_cols: list[int] | None = None,
+             subsets: tuple[list[int] | None, ...] = (None,)) -> Model:
+    """:func:`fit_rank` with the penalties of :data:`GRID` and the feature columns of ``subsets`` (``None``:
+    all) that lose least in a 2-fold cross-validation by ``photo`` on these rows (decision loss, doing
+    nothing included, at threshold ``keep_db``)."""
+    photos = np.unique(photo)
+    folds = [np.isin(photo, photos[k::2]) for k in range(2)] if len(photos) >= 4 else []
+    sub = (lambda a, m: None if a is None else a[m])  # noqa: E731
+    options = [p | {"cols": c} for c in subsets for p in GRID]
+    best, best_loss = options[0], np.inf
+    for params in options if folds else ():
+        loss = 0.0
+        for test in folds:
+            model = fit_rank(dx[~test], y[~test], case[~test], s=sub(s, ~test), state_cols=state_cols, **params)
+            loss += decision_loss(y[test], case[test], predict(model, dx[test], sub(s, test)), keep_db)
+        if loss < best_loss - 1e-9:
+            best, best_loss = params, loss
+    return fit_rank(dx, y, case, s=s, state_cols=state_cols, **best)
 
 
 @lru_cache(maxsize=1)

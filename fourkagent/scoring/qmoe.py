@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fourkagent.imaging import Image
-from fourkagent.scoring.features import NAMES, Reference, features, reference
+from fourkagent.scoring.features import NAMES, STATE, Reference, features, reference, state
 from fourkagent.scoring.learned import predict, shipped_model
 
 DEFAULT_THRESHOLD = 0.45
@@ -50,6 +50,7 @@ class StepScorer:
         self.priority = priority
         self.ref: Reference = reference(inp, step)
         self._none = features(self.ref.base, self.ref)
+        self._state = state(self.ref)
         self._x: list[np.ndarray] = []
 
     def add(self, out: Image) -> None:
@@ -63,9 +64,10 @@ class StepScorer:
         x = np.stack(self._x)
         shipped = shipped_model()
         # a model fitted on other features (stale file) is not used: naturalness only
-        model = shipped.get("steps", {}).get(self.step) if shipped.get("features") == list(NAMES) else None
+        current = shipped.get("features") == list(NAMES) and shipped.get("state", list(STATE)) == list(STATE)
+        model = shipped.get("steps", {}).get(self.step) if current else None
         if model is not None:
-            gains = predict(model, x - self._none)
+            gains = predict(model, x - self._none, np.repeat(self._state[None], len(x), 0))
         else:  # a step the model was not trained for: naturalness only
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
         w = NATURALNESS_WEIGHT.get(self.priority, 0.0)
