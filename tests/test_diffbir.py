@@ -142,8 +142,8 @@ def _time_embedding(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-class RefControlledUnet(nn.Module):
-    """DiffBIR's ``ControlledUnetModel`` for the same layout: control added to the middle output and to every skip."""
+class _Seeded(nn.Module):
+    """A module whose ``_build`` draws the same random weights for the same seed (then perturbed)."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()
@@ -151,6 +151,13 @@ class RefControlledUnet(nn.Module):
             torch.manual_seed(seed)
             self._build()
         _perturb(self, seed)
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+
+class RefControlledUnet(_Seeded):
+    """DiffBIR's ``ControlledUnetModel`` for the same layout: control added to the middle output and to every skip."""
 
     def _build(self) -> None:
         e = 4 * MC
@@ -176,15 +183,8 @@ class RefControlledUnet(nn.Module):
         return self.out(h)
 
 
-class RefIRControlNet(nn.Module):
+class RefIRControlNet(_Seeded):
     """DiffBIR's ``ControlNet`` for channel_mult (1, 2), one res block per level, attention at level 1."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        with torch.random.fork_rng():  # the same weights every time it is built
-            torch.manual_seed(seed)
-            self._build()
-        _perturb(self, seed)
 
     def _build(self) -> None:
         e = 4 * MC
