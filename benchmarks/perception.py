@@ -34,14 +34,13 @@ from fourkagent.imaging import resize  # noqa: E402
 from fourkagent.photos import decode, photo_sources  # noqa: E402
 from fourkagent.perception.calibration import (  # noqa: E402
     MODEL_FILE,
-    THRESHOLD_KINDS,
-    VETO_BELOW,
     calibrate,
     evidence_of,
     feature_matrix,
     load_model,
     model_from_dict,
     predict_proba,
+    verdict,
 )
 from fourkagent.perception.detectors import KINDS, Detection, detect_all  # noqa: E402
 
@@ -178,8 +177,7 @@ def leave_photo_out(cases: list[tuple[str, dict[str, int]]], raw: list[list[Dete
         prob = predict_proba(model, x[idx])
         for i, pr in zip(idx, prob):
             thr = {d.kind for d in raw[i] if d.present}
-            preds[i] = {k for k, q in zip(KINDS, pr) if (k in thr if k in THRESHOLD_KINDS else
-                                                           q >= 0.5 or (k in thr and q >= VETO_BELOW))}
+            preds[i] = {k for k, q in zip(KINDS, pr) if verdict(k, k in thr, float(q))}
     return preds
 
 

@@ -170,6 +170,13 @@ def predict_proba(model: CalibrationModel, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def verdict(kind: str, threshold_present: bool, p: float) -> bool:
+    """The calibrated present/absent verdict from the detector's threshold verdict and the model's p(present)."""
+    if kind in THRESHOLD_KINDS:
+        return threshold_present
+    return p >= 0.5 or (threshold_present and p >= VETO_BELOW)
+
+
 def calibrate(dets: Sequence[Detection], model_path: str | None = None) -> list[Detection]:
     """Calibrated copies of ``dets`` (one per kind, :data:`KINDS` order); the inputs when no model is usable."""
     model = load_model(model_path)
@@ -183,7 +190,7 @@ def calibrate(dets: Sequence[Detection], model_path: str | None = None) -> list[
     probs = predict_proba(model, x)[0]
     out = []
     for d, p in zip(dets, probs):
-        present = d.present if d.kind in THRESHOLD_KINDS else p >= 0.5 or (d.present and p >= VETO_BELOW)
+        present = verdict(d.kind, d.present, float(p))
         idx = SEVERITIES.index(d.severity)
         idx = max(idx, PRESENT_FROM) if present else min(idx, PRESENT_FROM - 1)
         conf = float(np.clip(p if present else 1.0 - p, 0.5, 0.99))
