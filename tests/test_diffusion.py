@@ -141,6 +141,7 @@ def test_tools_unavailable_without_folder(tmp_path: Path, monkeypatch: pytest.Mo
     for name, tool in tools.items():
         reason = tool.unavailable_reason()
         assert reason and "no diffusers pipeline folder" in reason and str(tmp_path) in reason, name
+        assert "4kagent models convert" in reason, name  # says how to create it
         assert tool.spec.backend == "diffusers" and tool.spec.preference == "perception"
         assert tool.spec.scale == (2 if name.endswith("x2") else 4)
     assert tools["sr_diffbir_x4"].spec.slow and not tools["sr_osediff_x4"].spec.slow

@@ -43,6 +43,8 @@ NEGATIVE_PROMPT = "low quality, blurry, low-resolution, noisy, unsharp, weird te
 CLEANER = "bsrnet-x4"
 """Catalogue name of DiffBIR v2's stage-1 SR model (BSRNet from BSRGAN/KAIR)."""
 NEGATIVE_KEY = "negative_prompt_embeds"
+SETUP = "4kagent models pull diffbir-v2 bsrnet-x4, then 4kagent models convert diffbir-v2 --base SD21_BASE_DIR"
+"""How a user creates the pipeline folder."""
 _COPIED = ("in_channels", "block_out_channels", "down_block_types", "layers_per_block", "cross_attention_dim",
            "attention_head_dim", "num_attention_heads", "use_linear_projection", "norm_num_groups", "norm_eps",
            "flip_sin_to_cos", "freq_shift", "transformer_layers_per_block", "only_cross_attention",
@@ -244,7 +246,7 @@ def load_cleaner(name: str, model_dir: Path, tile: int = 512) -> Cleaner:
 
 def diffbir_missing_reason(folder: Path, *, need_cleaner: bool = True) -> str | None:
     """Why the DiffBIR pipeline in ``folder`` cannot run (see :func:`fourkagent.models.diffusion.missing_reason`)."""
-    reason = missing_reason(folder)
+    reason = missing_reason(folder, SETUP)
     if reason:
         return reason
     if not (folder / CONTROLNET / WEIGHTS).is_file() or not (folder / CONTROLNET / "config.json").is_file():

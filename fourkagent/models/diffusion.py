@@ -52,12 +52,14 @@ DEFAULT_LATENT_OVERLAP = 32
 """Latent pixels shared by neighbouring tiles."""
 
 
-def missing_reason(folder: Path) -> str | None:
-    """Why the pipeline in ``folder`` cannot run here (diffusers absent, folder or part missing), or ``None``."""
+def missing_reason(folder: Path, setup: str | None = None) -> str | None:
+    """Why the pipeline in ``folder`` cannot run here (diffusers absent, folder or part missing), or ``None``;
+    ``setup`` says how to create a missing folder (default: which parts to install)."""
     if importlib.util.find_spec("diffusers") is None:
         return "needs diffusers (pip install diffusers)"
     if not folder.is_dir():
-        return f"no diffusers pipeline folder at {folder} (install unet/, vae/, scheduler/, {PROMPT_FILE} there)"
+        how = setup or f"install unet/, vae/, scheduler/, {PROMPT_FILE} there"
+        return f"no diffusers pipeline folder at {folder} ({how})"
     missing = [s + "/" for s in SUBFOLDERS if not (folder / s).is_dir()]
     if not (folder / PROMPT_FILE).is_file():
         missing.append(PROMPT_FILE)

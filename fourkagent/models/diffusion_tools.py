@@ -20,6 +20,14 @@ SEED = 0
 """Every diffusion tool run is seeded, so a run (and its resume) is reproducible."""
 
 
+SETUP: dict[str, str] = {
+    "osediff": "4kagent models pull osediff, then 4kagent models convert osediff --base SD21_BASE_DIR",
+    "pisasr": "4kagent models add pisa_sr.pkl (PiSA-SR's release), then 4kagent models convert pisa-sr --base "
+              "SD21_BASE_DIR",
+}
+"""How a user creates each one-step pipeline folder from the upstream release."""
+
+
 def pipeline_dir(folder: str) -> Path:
     """Where the pipeline ``folder`` lives in the current user model dir."""
     return default_model_dir() / folder
@@ -41,7 +49,7 @@ def _missing(folder: str, kind: str) -> str | None:
         from fourkagent.models.diffbir import diffbir_missing_reason
 
         return diffbir_missing_reason(pipeline_dir(folder))
-    return missing_reason(pipeline_dir(folder))
+    return missing_reason(pipeline_dir(folder), SETUP.get(folder))
 
 
 def _tool(name: str, folder: str, kind: str, desc: str, scale: int = 4) -> Tool:
