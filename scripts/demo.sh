@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Restore the bundled example (a noisy, JPEG-compressed 256² photo) to 4096² with the default profile.
+# Restore the bundled example (a noisy 256² photo, Gaussian σ≈25) to 4096² with the default profile.
 source "$(dirname "$0")/_env.sh" run
 cd "$ROOT"
 mkdir -p out
