@@ -96,13 +96,30 @@ def test_calibration_keeps_evidence_and_clamps_severity():
     for r, c in zip(raw, cal):
         p = c.evidence["p_present"]
         assert {k: v for k, v in c.evidence.items() if k != "p_present"} == r.evidence  # score included
-        ok = r.present if r.kind in C.THRESHOLD_KINDS else p >= 0.5 or (r.present and p >= C.VETO_BELOW)
+        t, v = C.load_model().cutoffs[r.kind]
+        ok = r.present if r.kind in C.THRESHOLD_KINDS else p >= t or (r.present and p >= v)
         assert c.present == ok
         i, j = SEVERITIES.index(r.severity), SEVERITIES.index(c.severity)
         assert j == (max(i, PRESENT_FROM) if c.present else min(i, PRESENT_FROM - 1))
         assert c.confidence == pytest.approx(min(max(p if c.present else 1 - p, 0.5), 0.99), abs=1e-4)
     assert detect(img, "noise") == cal[0]
     assert detect(img, "noise", calibrated=False) == raw[0]
+
+
+def test_per_kind_cutoffs_are_read_from_the_model_and_validated(tmp_path: Path):
+    doc = shipped_doc()
+    model = C.model_from_dict(doc)
+    for k in KINDS:  # a kind without stored cutoffs keeps 0.5 / VETO_BELOW
+        want = (doc["kinds"][k].get("threshold", 0.5), doc["kinds"][k].get("veto", C.VETO_BELOW))
+        assert model.cutoffs[k] == pytest.approx(want)
+    assert C.verdict("haze", False, 0.6, (0.7, 0.5)) is False and C.verdict("haze", True, 0.6, (0.7, 0.5))
+    assert C.verdict("haze", True, 0.3, (0.5, 0.2)) and not C.verdict("haze", True, 0.3, (0.5, 0.4))
+    assert C.verdict("noise", True, 0.0, (0.9, 0.9))  # threshold kinds ignore the model
+    t, v = model.cutoffs["haze"]
+    assert C.verdict("haze", False, t) and not C.verdict("haze", True, v - 1e-6)  # shipped cutoffs by default
+    doc["kinds"]["dark"] |= {"threshold": 0.4, "veto": 0.6}  # veto above the threshold: refused
+    with pytest.raises(ValueError):
+        C.model_from_dict(doc)
 
 
 # fresh cases (crops, seeds and motion/rain directions the fit never used) of the thresholds' known failures

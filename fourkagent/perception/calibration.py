@@ -5,7 +5,8 @@ numbers in ``fourkagent/data/perception_model.json``) maps the raw evidence of *
 Cross-evidence separates look-alikes the single thresholds confuse (defocus vs low resolution, blur under rain,
 haze vs grey texture). Inference is pure numpy. The raw evidence and ``score`` stay as measured;
 ``evidence["p_present"]`` is added. Verdict: ``p >= 0.5``, or the threshold verdict "present" unless
-``p < VETO_BELOW``; noise and JPEG keep their threshold verdicts. The severity stays graded by the raw score
+``p < VETO_BELOW`` (a kind's ``threshold``/``veto`` in the model file replace 0.5/``VETO_BELOW``); noise
+and JPEG keep their threshold verdicts. The severity stays graded by the raw score
 but is clamped to the verdict (present: at least "medium"; absent: at most "low"); the confidence is ``p``
 (present) or ``1 - p`` (absent), at least 0.5. Without a usable model (missing file, other feature list) the
 threshold verdicts stand."""
@@ -74,6 +75,8 @@ class CalibrationModel:
     features: tuple[str, ...]
     baseline: dict[str, float]
     trees: dict[str, Tree]
+    cutoffs: dict[str, tuple[float, float]]
+    """Per kind (p threshold, veto below): 0.5 and :data:`VETO_BELOW` unless the model file says otherwise."""
 
 
 def _pack(trees: list[Tree]) -> Tree:
@@ -127,9 +130,12 @@ def model_from_dict(doc: Mapping) -> CalibrationModel:
         raise ValueError("perception model feature list does not match the detectors' evidence")
     if set(doc.get("kinds", ())) != set(KINDS):
         raise ValueError("perception model does not cover every degradation kind")
-    n = len(FEATURES)
-    return CalibrationModel(FEATURES, {k: float(doc["kinds"][k]["baseline"]) for k in KINDS},
-                            {k: _pack([_tree(t, n) for t in doc["kinds"][k]["trees"]]) for k in KINDS})
+    n, kinds = len(FEATURES), doc["kinds"]
+    cutoffs = {k: (float(kinds[k].get("threshold", 0.5)), float(kinds[k].get("veto", VETO_BELOW))) for k in KINDS}
+    if not all(0.0 < v <= t < 1.0 for v, t in (c[::-1] for c in cutoffs.values())):
+        raise ValueError("perception model cutoffs must satisfy 0 < veto <= threshold < 1")
+    return CalibrationModel(FEATURES, {k: float(kinds[k]["baseline"]) for k in KINDS},
+                            {k: _pack([_tree(t, n) for t in kinds[k]["trees"]]) for k in KINDS}, cutoffs)
 
 
 def save_model(doc: Mapping, path: str | Path) -> None:
@@ -170,11 +176,17 @@ def predict_proba(model: CalibrationModel, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def verdict(kind: str, threshold_present: bool, p: float) -> bool:
-    """The calibrated present/absent verdict from the detector's threshold verdict and the model's p(present)."""
+def verdict(kind: str, threshold_present: bool, p: float, cutoffs: tuple[float, float] | None = None) -> bool:
+    """The calibrated present/absent verdict from the detector's threshold verdict and the model's p(present).
+
+    ``cutoffs``: (p threshold, veto below); default the shipped model's for ``kind`` (0.5, :data:`VETO_BELOW`
+    without a usable model)."""
     if kind in THRESHOLD_KINDS:
         return threshold_present
-    return p >= 0.5 or (threshold_present and p >= VETO_BELOW)
+    if cutoffs is None:
+        shipped = load_model()
+        cutoffs = shipped.cutoffs[kind] if shipped is not None else (0.5, VETO_BELOW)
+    return p >= cutoffs[0] or (threshold_present and p >= cutoffs[1])
 
 
 def calibrate(dets: Sequence[Detection], model_path: str | None = None) -> list[Detection]:
@@ -190,7 +202,7 @@ def calibrate(dets: Sequence[Detection], model_path: str | None = None) -> list[
     probs = predict_proba(model, x)[0]
     out = []
     for d, p in zip(dets, probs):
-        present = verdict(d.kind, d.present, float(p))
+        present = verdict(d.kind, d.present, float(p), model.cutoffs[d.kind])
         idx = SEVERITIES.index(d.severity)
         idx = max(idx, PRESENT_FROM) if present else min(idx, PRESENT_FROM - 1)
         conf = float(np.clip(p if present else 1.0 - p, 0.5, 0.99))
