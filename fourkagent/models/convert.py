@@ -62,12 +62,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "osediff": Recipe("osediff", "osediff", {"timestep": 999, "target": "x0"}, vae_key="state_dict_vae"),
     "pisa-sr": Recipe("pisa-sr", "pisasr", {"timestep": 1, "target": "residual"}),
+    "diffbir-v2": Recipe("diffbir-v2", "diffbir", {"steps": 50, "cfg_scale": 4.0, "control_scale": 1.0,
+                                                   "cleaner": "bsrnet-x4"}),
 }
 """Supported releases (PiSA-SR in its default mode: pixel and semantic LoRAs both at weight 1)."""
-RECIPES["diffbir-v2"] = Recipe("diffbir-v2", "diffbir", {"steps": 50, "cfg_scale": 4.0, "control_scale": 1.0,
-                                                        "cleaner": "bsrnet-x4"})
-UNSUPPORTED: dict[str, str] = {}
-"""Catalogued releases ``models convert`` refuses, with the reason (none at present)."""
 
 
 def lora_merge_terms(state: Mapping[str, Any], lora_alpha: float = PEFT_DEFAULT_ALPHA) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -253,11 +251,9 @@ def convert(name: str, base: str | os.PathLike[str], *, source: str | os.PathLik
     from ``prompt_embeds``' key ``negative_prompt_embeds`` when a file is given).
 
     Raises:
-        ConvertError: unknown or unsupported release, missing inputs, mismatched base, existing folder.
+        ConvertError: unknown release, missing inputs, mismatched base, existing folder.
     """
     key = name.strip().lower()
-    if key in UNSUPPORTED:
-        raise ConvertError(f"{key}: {UNSUPPORTED[key]}")
     recipe = RECIPES.get(key)
     if recipe is None:
         raise ConvertError(f"cannot convert {name!r}; supported: {', '.join(RECIPES)}")
