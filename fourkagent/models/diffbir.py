@@ -209,8 +209,8 @@ Cleaner = Callable[[Image], Image]
 """Stage-1 model: float32 HxWx3 in [0, 1] → the ×4 cleaned image."""
 
 
-def cleaner_problem(name: str, model_dir: Path) -> str | None:
-    """Why the stage-1 weights ``name`` cannot be used from ``model_dir`` (cheap: no hashing), or None."""
+def _find_cleaner(name: str, model_dir: Path) -> Any:
+    """The installed stage-1 model ``name`` in ``model_dir``, or why it cannot be used (a str; cheap: no hashing)."""
     from fourkagent.models.store import installed
 
     try:
@@ -219,29 +219,32 @@ def cleaner_problem(name: str, model_dir: Path) -> str | None:
         return f"model directory {model_dir} unreadable ({type(exc).__name__})"
     if item is None:
         return f"DiffBIR's stage-1 model {name} is not installed (4kagent models pull {name})"
-    return item.problem
+    return item.problem or item
+
+
+def cleaner_problem(name: str, model_dir: Path) -> str | None:
+    """Why the stage-1 weights ``name`` cannot be used from ``model_dir`` (cheap: no hashing), or None."""
+    found = _find_cleaner(name, model_dir)
+    return found if isinstance(found, str) else None
 
 
 def load_cleaner(name: str, model_dir: Path, tile: int = 512) -> Cleaner:
-    """The installed stage-1 model ``name`` (hash-checked, loaded by spandrel) run tiled at ×4.
+    """The installed stage-1 model ``name`` as an external spandrel model (hash-checked, loaded once per device
+    and shared with its ``ext_`` tool), run tiled at ×4.
 
     Raises:
         MissingWeightsError: not installed. ToolError: not a ×4 RGB model.
     """
-    from fourkagent import devices
-    from fourkagent.models.store import describe_weights, installed
-    from fourkagent.models.tiling import run_model
+    from fourkagent.models import external
 
-    problem = cleaner_problem(name, model_dir)
-    if problem:
-        raise MissingWeightsError(problem)
-    item = next(i for i in installed(model_dir) if i.name == name)
-    desc = describe_weights(item.path, item.sha256)
+    found = _find_cleaner(name, model_dir)
+    if isinstance(found, str):
+        raise MissingWeightsError(found)
+    desc = external.descriptor(found)
     if int(desc.scale) != 4 or (desc.input_channels, desc.output_channels) != (3, 3):
-        raise ToolError(f"{item.path.name}: DiffBIR's stage 1 must be a x4 RGB model, this is "
+        raise ToolError(f"{found.path.name}: DiffBIR's stage 1 must be a x4 RGB model, this is "
                         f"x{desc.scale} {desc.input_channels}->{desc.output_channels}")
-    model = desc.model.to(devices.torch_device()).eval()
-    return lambda img: run_model(model, img, 4, tile=tile)
+    return lambda img: external.run(found, tile, img)
 
 
 def diffbir_missing_reason(folder: Path, *, need_cleaner: bool = True) -> str | None:

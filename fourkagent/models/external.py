@@ -50,7 +50,7 @@ class _Module:
         return self.desc(x)
 
 
-def _descriptor(item: Installed) -> Any:
+def descriptor(item: Installed) -> Any:
     """The checked spandrel descriptor of ``item`` on the current device (fp16 on CUDA when it supports half)."""
     return _loaded.load((str(item.path), item.sha256), lambda: _checked(item))
 
@@ -66,10 +66,11 @@ def _checked(item: Installed) -> Any:
     return desc
 
 
-def _run(item: Installed, tile: int | None, img: Image) -> Image:
+def run(item: Installed, tile: int | None, img: Image) -> Image:
+    """Run the installed spandrel model ``item`` on ``img``, tiled (``tile`` px; None: the default)."""
     from fourkagent.models.tiling import run_model
 
-    return run_model(_Module(_descriptor(item)), img, item.scale, tile=tile)  # type: ignore[arg-type]
+    return run_model(_Module(descriptor(item)), img, item.scale, tile=tile)  # type: ignore[arg-type]
 
 
 def _availability(item: Installed) -> str | None:
@@ -106,7 +107,7 @@ def _tool(item: Installed) -> Tool:
     spec = ToolSpec(name, category, desc, scale=item.scale, backend="torch", slow=_is_slow(item),  # type: ignore[arg-type]
                     preference=entry.preference if entry else "both", weights=str(item.path))
     tile = int(os.environ.get("FOURKAGENT_TILE", "0") or 0) or 256
-    return Tool(spec, partial(_run, item, tile), lambda: problem or _availability(item))
+    return Tool(spec, partial(run, item, tile), lambda: problem or _availability(item))
 
 
 def external_tools(model_dir: str | os.PathLike[str] | None = None) -> list[Tool]:
