@@ -94,11 +94,6 @@ def _coarse(img: Image) -> Image:
     return cv2.resize(img, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
 
 
-def _white_point(img: Image) -> float:
-    """The 99.9th percentile of the per-pixel max channel: 1.0 when highlights reach white."""
-    return float(np.percentile(img.max(axis=2), 99.9))
-
-
 def state(ref: Reference) -> np.ndarray:
     """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure."""
     y = luma(_crop(ref.base))
@@ -135,6 +130,7 @@ def features(out: Image, ref: Reference) -> np.ndarray:
     low_b = cv2.GaussianBlur(base_c, (0, 0), 2.0)
     low_o = cv2.GaussianBlur(out_c, (0, 0), 2.0)
     sat = lambda im: float(np.mean(im.max(2) - im.min(2)))  # noqa: E731
+    med_o, peak_o = np.median(yo), out_c.max(axis=2)  # per-pixel max channel: white point, highlights
     vec = [
         ref.niqe - niqe(out),
         *((ref.scores[k] - scores[k]) / SCALES[k] for k in KINDS),
@@ -142,17 +138,17 @@ def features(out: Image, ref: Reference) -> np.ndarray:
         float(np.std(removed)) * 255.0 / ref.sigma,
         leak,
         float(np.log(_grad(yo) / _grad(yb))),
-        float(np.median(yo) - np.median(yb)) * 4.0,
+        float(med_o - np.median(yb)) * 4.0,
         float(np.log((yo.std() + 1e-3) / (yb.std() + 1e-3))),
         float(np.mean((out_c <= 0.005) | (out_c >= 0.995))) * 10.0,
         (sat(out_c) - sat(base_c)) * 10.0,
-        abs(float(np.median(yo)) - 0.45) * 4.0,
+        abs(float(med_o) - 0.45) * 4.0,
         min(psnr(_coarse(out), _coarse(ref.base)), 60.0) / 10.0,
         float(np.log((cv2.Laplacian(yo, cv2.CV_32F).var() + 1e-8) / (cv2.Laplacian(yb, cv2.CV_32F).var() + 1e-8))),
-        abs(_white_point(out_c) - 1.0) * 4.0,
-        float(np.median(yo)) * 4.0,
+        abs(float(np.percentile(peak_o, 99.9)) - 1.0) * 4.0,  # white point: 1.0 when highlights reach white
+        float(med_o) * 4.0,
         float(np.percentile(yo, 99)) * 4.0,
-        float(np.mean(out_c.max(axis=2) >= 0.995)) * 20.0,
+        float(np.mean(peak_o >= 0.995)) * 20.0,
         _autocorr(removed) if removed.std() > 1e-6 else 0.0,
         _local_gain_spread(yb, yo),
     ]
