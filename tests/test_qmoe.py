@@ -9,9 +9,13 @@ from conftest import photo
 
 from fourkagent import degrade
 from fourkagent.imaging import luma, psnr
-from fourkagent.scoring.features import NAMES, STATE, _autocorr, _local_gain_spread, features, reference, state
-from fourkagent.scoring.learned import GRID, fit, fit_rank, fit_step, predict, shipped_model
+from fourkagent.scoring.dataset import NONE_TOOL, cross_validate, experts_only, step_inputs, uses_sure
+from fourkagent.scoring.features import (
+    NAMES, STATE, _autocorr, _local_gain_spread, black_background, features, reference, state, sure_feature,
+)
+from fourkagent.scoring.learned import GRID, PRIORS, fit, fit_rank, fit_step, predict, shipped_model
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, gain_to_q, score_candidates
+from fourkagent.scoring.sure import probe_sigma, sure_ratio
 from fourkagent.tools.registry import MAIN_REGISTRY
 
 CLEAN = photo("coffee")[:192, 100:292]
@@ -153,3 +157,73 @@ def test_scorer_inputs_match_the_shipped_model() -> None:
     assert st[STATE.index("in_dark")] > 1.0  # the dark input reads as dark (units of the detector boundary)
     model = shipped_model()
     assert model["features"] == list(NAMES) and model["state"] == list(STATE)
+
+
+def test_scorer_prefers_the_candidate_sure_says_is_better_when_the_images_tie() -> None:
+    """Two candidates with the same pixels (every image feature ties): the lower SURE ratio wins; without
+    ratios (old state, a tool that failed the probe) the step still scores with the model's fallback."""
+    noisy = degrade.add_noise(CLEAN, 20, seed=5)
+    den = MAIN_REGISTRY.get("denoise_wavelet")
+    out = den(noisy)
+    ratio = sure_ratio(den, noisy, probe_sigma(noisy), out=out)
+    assert 0.0 < ratio < 0.6  # a real denoiser on real noise removes most of its power
+    model = shipped_model()["steps"]["denoising"]
+    assert "sure" in model["extra"] and "fallback" in model
+    good, poor, none = score_candidates([out, out, out], noisy, "denoising", "fidelity", sure_ratios=[ratio, 0.9, None])
+    assert good.score > poor.score
+    assert good.components["sure_ratio"] == round(ratio, 4) and "sure_ratio" not in none.components
+    (plain,) = score_candidates([out], noisy, "denoising", "fidelity")
+    assert none.score == plain.score and plain.score > DEFAULT_THRESHOLD  # fallback: the denoiser still passes
+
+
+def test_dataset_feeds_sure_ratios_of_denoising_rows_to_the_model() -> None:
+    rng = np.random.default_rng(7)
+    n_case, tools = 40, ["a", "b", "c"]
+    rows: dict[str, list] = {k: [] for k in ("photo", "step", "case", "present", "tool", "x", "gain", "s", "sure")}
+    for c in range(n_case):
+        for t in [NONE_TOOL, *tools]:
+            ratio = 1.0 if t == NONE_TOOL else float(rng.uniform(0.05, 1.0))
+            for k, v in (("photo", c % 8), ("step", "denoising"), ("case", c), ("present", True), ("tool", t),
+                         ("x", rng.normal(size=len(NAMES)) * 0.01), ("s", rng.random(len(STATE))), ("sure", ratio),
+                         ("gain", 0.0 if t == NONE_TOOL else 10 * np.log10(1 / ratio))):
+                rows[k].append(v)
+    data = {k: np.asarray(v) for k, v in rows.items()}
+    ex = experts_only(data)
+    m = np.ones(len(ex["gain"]), bool)
+    assert uses_sure(ex, m) and step_inputs(ex, m).shape[1] == len(NAMES) + 1
+    assert np.allclose(step_inputs(ex, m)[:, -1], sure_feature(ex["sure"]))
+    ex_cv, pred = cross_validate(data)
+    picks = [np.argmax(pred[ex_cv["case"] == c]) == np.argmax(ex_cv["gain"][ex_cv["case"] == c]) for c in range(n_case)]
+    assert np.mean(picks) > 0.75  # held-out photos: the SURE input orders the candidates (chance: 1/3)
+
+
+def test_tool_prior_is_learned_when_one_tool_wins_beyond_the_features_and_ignores_unknown_tools() -> None:
+    rng = np.random.default_rng(8)
+    n = 120
+    dx = rng.normal(size=(3 * n, 2))
+    tools = np.tile(np.array(["steady", "other", "third"]), n)
+    y = 0.5 * dx[:, 0] + rng.normal(0.0, 0.3, 3 * n) + np.where(tools == "steady", 2.0, 0.0)
+    case = np.arange(n).repeat(3)
+    model = fit_step(dx, y, case, case % 8, keep_db=-0.2, tools=tools)
+    prior = model["prior"]
+    assert {"blend": prior["blend"], "shrink": prior["shrink"]} in PRIORS[1:]
+    probe = np.zeros((2, 2))
+    with_prior = predict(model, probe, tools=["steady", "other"])
+    assert with_prior[0] > with_prior[1] + 1.0
+    unknown = predict(model, probe, tools=["user_tool", None])
+    assert np.allclose(unknown, predict(model, probe))  # unknown tools (or none given): no prior
+    plain = fit_step(dx, 0.5 * dx[:, 0], case, case % 8, keep_db=-0.2, tools=tools)
+    assert "prior" not in plain  # nothing to explain beyond the features: no prior chosen
+
+
+def test_black_background_share_grows_with_the_black_area_and_ignores_exposure() -> None:
+    y = luma(CLEAN)
+    shares = []
+    for frac in (0.0, 0.25, 0.5, 0.75):
+        img = y.copy()
+        img[: int(frac * y.shape[0])] = 0.0  # a flat black background over part of the frame
+        shares.append(black_background(img))
+    assert shares[0] < 0.05 and all(a < b for a, b in zip(shares, shares[1:])) and shares[-1] > 0.7
+    night = y.copy()
+    night[: y.shape[0] // 2] = 0.0
+    assert abs(black_background(0.3 * night) - black_background(night)) < 1e-9  # an exposure gain changes nothing

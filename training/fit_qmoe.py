@@ -2,7 +2,9 @@
 
 Data (``fourkagent/scoring/dataset.py``): every free real photo of ``photos.sample_photos`` (centre crops),
 every degradation of the paper's vocabulary at severities 1-5 (SR: ×4 and ×2 bicubic downscale of three
-rotated views), every registered expert of the matching step. Target: PSNR gain over doing nothing (dB).
+rotated views), every registered expert of the matching step, with its SURE ratio on denoising steps.
+Target: PSNR gain over doing nothing (dB). Per step the fit chooses by inner CV its penalties, feature set,
+input-state set and tool prior (``scoring/learned.py``).
 Prints 2-fold cross-validation by photo (penalties chosen per step by an inner CV on the training photos),
 then fits on all photos. ``--corner`` adds a second view of every photo for training (CV still scores the
 centre views only). Deterministic (fixed seeds).
@@ -32,7 +34,7 @@ def main() -> None:
     if args.corner:
         data = merge(data, load_or_generate(args.side, args.corner, corner=True, log=lambda s: print(s, flush=True)))
     cv = evaluate(*cross_validate(data))
-    model = {"version": 3, "features": list(NAMES), "state": list(STATE), "steps": fit_all(data), "cross_validation": cv,
+    model = {"version": 4, "features": list(NAMES), "state": list(STATE), "steps": fit_all(data), "cross_validation": cv,
              "photos": int(data["photo"].max() + 1), "rows": int(len(data["gain"])), "side": args.side}
     Path(args.out).write_text(json.dumps(model, indent=1))
     print("| step | cases | CV agreement | CV loss (dB) |\n|---|---|---|---|")

@@ -41,7 +41,7 @@ def reflect(state: State) -> dict[str, Any]:
     cands = state.get("candidates", [])
     ok = [c for c in cands if c["artifact"] is not None]
     for cand in ok:
-        scorer.add(store.get(cand["artifact"]))
+        scorer.add(store.get(cand["artifact"]), sure_ratio=cand.get("sure_ratio"), tool=cand["tool"])
     by_tool = {c["tool"]: s for c, s in zip(ok, scorer.scores())}
     scored: list[dict[str, Any]] = []
     for cand in cands:

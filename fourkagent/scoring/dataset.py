@@ -16,10 +16,12 @@ from fourkagent import degrade
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image, psnr
 from fourkagent.planning.agenda import DEGRADATION_TO_STEP
-from fourkagent.scoring.features import NAMES, STATE, features, reference, state
+from fourkagent.scoring.features import NAMES, STATE, features, reference, state, sure_feature, sure_gain_db
 from fourkagent.scoring.heuristic import STEP_TARGET
 from fourkagent.scoring.learned import decide, fit_step, predict
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, GAIN_SCALE_DB
+from fourkagent.nodes.execute import SURE_STEPS
+from fourkagent.scoring.sure import probe_sigma, sure_ratio
 from fourkagent.tools.base import ToolRegistry
 
 KINDS = ["noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact"]
@@ -59,16 +61,17 @@ NONE_TOOL = "(none)"
 
 
 def _add(rows: dict[str, list], photo: int, step: str, case: int, present: bool, tool: str, x: np.ndarray,
-         gain: float, s: np.ndarray) -> None:
+         gain: float, s: np.ndarray, sure: float) -> None:
     for key, val in (("photo", photo), ("step", step), ("case", case), ("present", present), ("tool", tool), ("x", x),
-                     ("gain", gain), ("s", s)):
+                     ("gain", gain), ("s", s), ("sure", sure)):
         rows[key].append(val)
 
 
 def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """One row per (photo, case, expert): photo index, step, case id, degradation present, tool, features,
-    PSNR gain (dB), the step input's state (``features.STATE``)."""
-    rows: dict[str, list] = {"photo": [], "step": [], "case": [], "present": [], "tool": [], "x": [], "gain": [], "s": []}
+    PSNR gain (dB), the step input's state (``features.STATE``) and, for SURE steps, the candidate's SURE ratio
+    (``scoring/sure.py``; 1 for doing nothing, NaN elsewhere)."""
+    rows: dict[str, list] = {k: [] for k in ("photo", "step", "case", "present", "tool", "x", "gain", "s", "sure")}
     case_id = 0
     for pi, (name, clean) in enumerate(photos.items()):
         t0 = time.perf_counter()
@@ -81,14 +84,17 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
             ref = reference(inp, step)
             st = state(ref)
             base_psnr = min(psnr(ref.base, truth), MAX_PSNR)  # finite for the clean false alarm
-            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0, st)  # doing nothing: 0 dB
+            sigma = probe_sigma(inp) if step in SURE_STEPS else None
+            none_sure = 1.0 if sigma is not None else np.nan
+            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0, st, none_sure)  # 0 dB
             for tool in tools:
                 try:
                     out = tool(inp)
+                    sure = np.nan if sigma is None else sure_ratio(tool, inp, sigma, out=out)
                 except FourKError:
                     continue
                 gain = float(np.clip(min(psnr(out, truth), MAX_PSNR) - base_psnr, -15, 15))
-                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain, st)
+                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain, st, sure)
             case_id += 1
         if log:
             log(f"  {name}: {time.perf_counter() - t0:.0f} s")
@@ -156,15 +162,59 @@ STEP_FEATURES: dict[str, tuple[str, ...]] = {
                     "white_point_error"),
 }
 """A smaller feature set per step that its fit may choose instead of all features (by inner CV)."""
+STEP_STATE_EXTRA: dict[str, tuple[str, ...]] = {}
+"""Input measurements a step's fit may add to :func:`state_columns` (by inner CV). Empty: brightening with
+``in_black_background`` lost 2.38 dB in the photo-grouped CV vs 1.83 without (the dark-by-nature photos all
+fall in one fold, so the fold that scores them never trained on such a scene)."""
+NO_TOOL_PRIOR: tuple[str, ...] = ("motion deblurring",)
+"""Steps fitted without a tool prior (photo-grouped CV: motion 0.34 → 0.49 dB with one; every other
+restoration step gained or tied)."""
+
+
+def _state_sets(data: dict[str, np.ndarray], step: str, cols: list[int] | None) -> tuple[list[int] | None, ...]:
+    """The input-state column sets a step's fit chooses from: its :func:`state_columns`, and with the extras."""
+    extra = [STATE.index(n) for n in STEP_STATE_EXTRA.get(step, ()) if n in STATE]
+    if not cols or not extra or data["s"].shape[1] != len(STATE):
+        return (cols,)
+    return (cols, cols + extra)
+
+
+def uses_sure(data: dict[str, np.ndarray], m: np.ndarray) -> bool:
+    """Whether rows ``m`` (one step) are of a SURE step and every one has its SURE ratio."""
+    return "sure" in data and str(data["step"][m][0]) in SURE_STEPS and bool(np.isfinite(data["sure"][m]).all())
+
+
+def step_inputs(data: dict[str, np.ndarray], m: np.ndarray, model: dict | None = None) -> np.ndarray:
+    """The model inputs of expert rows ``m``: their feature changes, plus the SURE feature (doing nothing: 0)
+    where the step uses it (``model``: as that model does; None: whenever the rows have ratios)."""
+    with_sure = uses_sure(data, m) if model is None else "sure" in model.get("extra", ())
+    dx = data["dx"][m]
+    return np.hstack([dx, sure_feature(data["sure"][m])[:, None]]) if with_sure else dx
 
 
 def fit_step_rows(ex: dict[str, np.ndarray], m: np.ndarray) -> dict:
-    """The model of one step fitted on the expert rows ``m`` (penalties and feature set chosen by inner CV
-    by photo)."""
+    """The model of one step fitted on the expert rows ``m`` (penalties, feature set, input-state set and tool
+    prior chosen by inner CV by photo). A SURE step's model also keeps a ``fallback`` without the SURE
+    feature, for candidates scored without a ratio."""
     s, cols = _state(ex, m)
     step = str(ex["step"][m][0])
     subsets = (None, *([[NAMES.index(n) for n in STEP_FEATURES[step]]] if step in STEP_FEATURES else []))
-    return fit_step(ex["dx"][m], ex["gain"][m], ex["case"][m], ex["photo"][m], THRESHOLD_GAIN_DB, s, cols, subsets)
+    sets = _state_sets(ex, step, cols)
+
+    def fit(dx: np.ndarray, anchor: np.ndarray | None = None) -> dict:
+        return fit_step(dx, ex["gain"][m], ex["case"][m], ex["photo"][m], THRESHOLD_GAIN_DB, s, cols, subsets,
+                        tools=None if step in NO_TOOL_PRIOR else ex["tool"][m], state_sets=sets, anchor=anchor)
+
+    plain = fit(ex["dx"][m])
+    if not uses_sure(ex, m):
+        return plain
+    return fit(step_inputs(ex, m), sure_gain_db(ex["sure"][m])) | {"extra": ["sure"], "fallback": plain}
+
+
+def predict_rows(model: dict, data: dict[str, np.ndarray], m: np.ndarray) -> np.ndarray:
+    """A step model's predicted gains of expert rows ``m``."""
+    anchor = sure_gain_db(data["sure"][m]) if "sure" in model.get("extra", ()) else None
+    return predict(model, step_inputs(data, m, model), _state(data, m)[0], data["tool"][m], anchor)
 
 
 def fit_all(data: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -185,7 +235,7 @@ def cross_validate(data: dict[str, np.ndarray], folds: int = 2) -> tuple[dict[st
             train = (fold != f) & (ex["step"] == step)
             test = (fold == f) & (ex["step"] == step) & main
             if train.sum() > 2 * len(NAMES) and test.any():
-                pred[test] = predict(fit_step_rows(ex, train), ex["dx"][test], _state(ex, test)[0])
+                pred[test] = predict_rows(fit_step_rows(ex, train), ex, test)
     return {k: v[main] for k, v in ex.items()}, pred[main]
 
 

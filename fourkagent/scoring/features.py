@@ -20,6 +20,7 @@ import numpy as np
 from fourkagent.imaging import Image, luma, psnr
 from fourkagent.planning.agenda import step_scale
 from fourkagent.scoring.niqe import niqe
+from fourkagent.scoring.sure import ratio_to_db
 
 KINDS: tuple[str, ...] = (
     "noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact", "low resolution",
@@ -37,7 +38,9 @@ NAMES: tuple[str, ...] = (
     "median_luma", "p99_luma", "highlights_clipped", "removed_autocorr", "local_gain_spread",
 )
 """Feature names, in vector order."""
-STATE: tuple[str, ...] = (*(f"in_{k.replace(' ', '_')}" for k in KINDS), "in_median_luma", "in_p99_luma")
+STATE: tuple[str, ...] = (
+    *(f"in_{k.replace(' ', '_')}" for k in KINDS), "in_median_luma", "in_p99_luma", "in_black_background",
+)
 """Names of the step input's own measurements (:func:`state`): what the model's slopes may depend on."""
 
 _SIDE = 384
@@ -82,6 +85,18 @@ def reference(inp: Image, step: str) -> Reference:
     return Reference(step, base, niqe(base), scores, max(scores["noise"], 1.0))
 
 
+def sure_feature(ratio: np.ndarray | float) -> np.ndarray:
+    """The Q-MoE input made of SURE ratios (``scoring/sure.py``): the share of the input's noise power the
+    candidate removes, ``1 − ratio`` (doing nothing: 0), clipped to [−1, 1] (a ratio below 0 means σ was
+    over-estimated, not a better denoiser)."""
+    return np.clip(1.0 - np.asarray(ratio, np.float64), -1.0, 1.0)
+
+
+def sure_gain_db(ratio: np.ndarray | float) -> np.ndarray:
+    """The PSNR gains SURE ratios predict (``scoring.sure.ratio_to_db``), as an array."""
+    return np.asarray([ratio_to_db(float(r)) for r in np.ravel(ratio)], np.float64)
+
+
 def _grad(y: np.ndarray) -> float:
     gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
@@ -94,10 +109,32 @@ def _coarse(img: Image) -> Image:
     return cv2.resize(img, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
 
 
+BLACK_REL = 0.05
+"""A block is near-black background when its mean luma is below this fraction of the frame's 99th percentile."""
+
+
+def black_background(y: np.ndarray, block: int = 8) -> float:
+    """Fraction of ``block``² blocks of luma ``y`` that are near-black relative to the frame's own highlights.
+
+    A scene that is dark by nature (night sky, fluorescence, a lit object on black) keeps a large share of
+    its frame near black whatever the exposure; an under-exposed normal scene has few such blocks, since a
+    gain moves its shadows together with its highlights (the measure is invariant to a gain, not to a gamma
+    curve: ``x^1.5`` pushes a dim background such as the Hubble deep field's across the line). Measured but not
+    used by the shipped fit: see ``dataset.STEP_STATE_EXTRA``.
+    """
+    h, w = (y.shape[0] // block) * block, (y.shape[1] // block) * block
+    if h == 0 or w == 0:
+        return 0.0
+    means = y[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+    return float(np.mean(means < BLACK_REL * max(float(np.percentile(y, 99)), 1e-3)))
+
+
 def state(ref: Reference) -> np.ndarray:
-    """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure."""
+    """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure,
+    near-black background share."""
     y = luma(_crop(ref.base))
-    return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99))])
+    return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99)),
+                       black_background(y)])
 
 
 def _autocorr(r: np.ndarray) -> float:

@@ -344,8 +344,9 @@ class PaperStepScorer:
         self.description = description or DEFAULT_PROMPT
         self._scores: list[Score] = []
 
-    def add(self, out: Image) -> None:
-        """Score one candidate now (pixels are not kept)."""
+    def add(self, out: Image, sure_ratio: float | None = None, tool: str | None = None) -> None:
+        """Score one candidate now (pixels are not kept; ``sure_ratio`` and ``tool`` are accepted for the offline
+        scorer's interface and ignored)."""
         self._scores.append(self.scorer.score(out, self.description))
 
     def scores(self) -> list[Score]:

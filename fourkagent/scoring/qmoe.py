@@ -3,7 +3,9 @@
 The offline scorer (default) predicts each candidate's PSNR gain over "doing nothing" (the step input,
 or its bicubic upscale for SR) from no-reference features (``scoring/features.py``: NIQE change, every
 detector's change, consistency with the input, removed-signal statistics, exposure) with the model of
-``scoring/learned.py``, fitted by this project on synthetic degradations of free real photos. The gain
+``scoring/learned.py``, fitted by this project on synthetic degradations of free real photos; denoising
+candidates also bring their SURE ratio (``scoring/sure.py``, measured by execute), and every candidate its
+tool name (for the model's tool prior). The gain
 maps to Q = 0.5 + 0.5·tanh(gain / 2 dB), so Q = 0.5 means "as good as doing nothing" at every step and
 size, and one threshold means the same everywhere. Perception-priority profiles mix in NIQE naturalness.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fourkagent.imaging import Image
-from fourkagent.scoring.features import NAMES, STATE, Reference, features, reference, state
+from fourkagent.scoring.features import NAMES, STATE, Reference, features, reference, state, sure_feature, sure_gain_db
 from fourkagent.scoring.learned import predict, shipped_model
 
 DEFAULT_THRESHOLD = 0.45
@@ -52,10 +54,30 @@ class StepScorer:
         self._none = features(self.ref.base, self.ref)
         self._state = state(self.ref)
         self._x: list[np.ndarray] = []
+        self._sure: list[float | None] = []
+        self._tools: list[str | None] = []
 
-    def add(self, out: Image) -> None:
-        """Measure one candidate (call in candidate order; pixels are not kept)."""
+    def add(self, out: Image, sure_ratio: float | None = None, tool: str | None = None) -> None:
+        """Measure one candidate (call in candidate order; pixels are not kept). ``sure_ratio``: its SURE
+        ratio (``scoring/sure.py``) where the step measures one; ``tool``: the expert's name, for the model's
+        tool prior (unknown or None: no prior)."""
         self._x.append(features(out, self.ref))
+        self._sure.append(None if sure_ratio is None or not np.isfinite(sure_ratio) else float(sure_ratio))
+        self._tools.append(tool)
+
+    def _gains(self, model: dict, x: np.ndarray) -> np.ndarray:
+        """The model's predicted gains; candidates without a SURE ratio get its ``fallback`` (no SURE input)."""
+        s = np.repeat(self._state[None], len(x), 0)
+        dx = x - self._none
+        if "sure" not in model.get("extra", ()):
+            return predict(model, dx, s, self._tools)
+        has = np.array([r is not None for r in self._sure])
+        gains = predict(model["fallback"], dx, s, self._tools)
+        if has.any():
+            ratios = np.array([1.0 if r is None else r for r in self._sure])
+            full = predict(model, np.hstack([dx, sure_feature(ratios)[:, None]]), s, self._tools, sure_gain_db(ratios))
+            gains = np.where(has, full, gains)
+        return gains
 
     def scores(self) -> list[Score]:
         """Q and components of every added candidate, in order."""
@@ -67,23 +89,26 @@ class StepScorer:
         current = shipped.get("features") == list(NAMES) and shipped.get("state", list(STATE)) == list(STATE)
         model = shipped.get("steps", {}).get(self.step) if current else None
         if model is not None:
-            gains = predict(model, x - self._none, np.repeat(self._state[None], len(x), 0))
+            gains = self._gains(model, x)
         else:  # a step the model was not trained for: naturalness only
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
         w = NATURALNESS_WEIGHT.get(self.priority, 0.0)
         out = []
-        for gain, row in zip(gains.tolist(), x):
+        for gain, row, ratio in zip(gains.tolist(), x, self._sure):
             nat = float(np.clip(0.5 + row[NAMES.index("d_niqe")] / 10.0, 0.0, 1.0))
             q = (1.0 - w) * gain_to_q(gain) + w * nat
             comps = {"predicted_gain_db": gain, "naturalness": nat}
             comps |= {k: float(row[NAMES.index(k)]) for k in _SHOWN}
+            if ratio is not None:
+                comps["sure_ratio"] = ratio
             out.append(Score(round(q, 6), {k: round(v, 4) for k, v in comps.items()}))
         return out
 
 
-def score_candidates(outs: list[Image], inp: Image, step: str, priority: str = "perception") -> list[Score]:
-    """Convenience: score a list of candidate images for ``step``."""
+def score_candidates(outs: list[Image], inp: Image, step: str, priority: str = "perception",
+                     sure_ratios: list[float | None] | None = None, tools: list[str | None] | None = None) -> list[Score]:
+    """Convenience: score a list of candidate images for ``step`` (optionally with their SURE ratios and tools)."""
     scorer = StepScorer(inp, step, priority)
-    for o in outs:
-        scorer.add(o)
+    for i, o in enumerate(outs):
+        scorer.add(o, None if sure_ratios is None else sure_ratios[i], None if tools is None else tools[i])
     return scorer.scores()
