@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lopo", action="store_true",
                     help="also leave-photo-out: refit the calibration without each test photo (needs the training "
                          "feature cache, built if missing: ~10 min)")
-    ap.add_argument("--cache", default="/tmp/fourk_perception_features", help="training feature cache (--lopo)")
+    ap.add_argument("--cache", default="/tmp/fourk_perception_features_v2", help="training feature cache (--lopo)")
     args = ap.parse_args(argv)
 
     pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]

@@ -95,6 +95,8 @@ def test_evidence_keys():
     assert "motion_length" in ev["motion blur"] and "anisotropy" in ev["motion blur"]
     assert "defocus_radius" in ev["defocus blur"]
     assert "effective_factor" in ev["low resolution"]
+    assert {"robust_cutoff", "robust_limited", "rainfree_cutoff"} <= set(ev["low resolution"])
+    assert {"dark_channel_smooth", "dark_channel_smooth_p10", "dark_channel_textured"} <= set(ev["haze"])
 
 
 # --------------------------------------------------------------------------------- noise sigma
@@ -294,6 +296,51 @@ def test_rain_streaks_do_not_fake_blur():
         assert dets["rain"].present
         assert not dets["low resolution"].present and not dets["motion blur"].present
         assert not dets["defocus blur"].present
+
+
+# ------------------------------------------------------------- noise-robust evidence (calibration model inputs)
+
+
+def raw_evidence(name: str, *steps: tuple[str, int]) -> dict[str, dict[str, float]]:
+    """Raw (uncalibrated) evidence by kind after applying ``(kind, level)`` steps to a photo."""
+    img = photo(name)
+    for i, (kind, level) in enumerate(steps):
+        img = degraded(img, kind, level, seed=i + 1)
+    return {d.kind: d.evidence for d in detect_all(img, calibrated=False)}
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])
+def test_robust_cutoff_survives_heavy_noise(name):
+    x2 = raw_evidence(name, ("low resolution", 1))["low resolution"]["robust_cutoff"]
+    x4 = raw_evidence(name, ("low resolution", 3))["low resolution"]["robust_cutoff"]
+    noisy = raw_evidence(name, ("low resolution", 3), ("noise", 4))["low resolution"]  # sigma 35
+    assert x4 < 0.14 and x2 > 1.4 * x4
+    assert abs(noisy["robust_cutoff"] - x4) <= 0.12 * x4, (noisy, x4)
+
+
+@pytest.mark.parametrize("name", ["chelsea", "astronaut", "coffee"])
+def test_rainfree_cutoff_measures_blur_under_rain(name):
+    dry = raw_evidence(name, ("low resolution", 5))["low resolution"]["robust_cutoff"]
+    wet = raw_evidence(name, ("low resolution", 5), ("rain", 4))["low resolution"]
+    assert abs(wet["rainfree_cutoff"] - dry) <= 0.25 * dry, (wet, dry)
+    sharp_wet = raw_evidence(name, ("rain", 4))["low resolution"]["rainfree_cutoff"]
+    assert sharp_wet > 2.0 * dry
+
+
+@pytest.mark.parametrize("name", ["chelsea", "astronaut", "immunohistochemistry"])
+def test_smoothed_dark_channel_ignores_noise_and_grows_with_haze(name):
+    levels = [raw_evidence(name, ("haze", lv))["haze"] if lv else raw_evidence(name)["haze"] for lv in range(5)]
+    for key in ("dark_channel_smooth", "dark_channel_textured"):
+        assert all(a[key] < b[key] for a, b in zip(levels, levels[1:])), key
+    noisy = raw_evidence(name, ("haze", 3), ("noise", 5))["haze"]  # sigma 50
+    assert abs(noisy["dark_channel_smooth"] - levels[3]["dark_channel_smooth"]) < 0.05
+    assert levels[3]["dark_channel"] - noisy["dark_channel"] > 0.1  # what the plain dark channel does
+
+
+def test_textured_dark_channel_discounts_a_bright_flat_sky():
+    clean, hazy = raw_evidence("camera")["haze"], raw_evidence("camera", ("haze", 3))["haze"]
+    assert clean["dark_channel_textured"] < clean["dark_channel_smooth"] - 0.2  # the sky lifts the median only
+    assert hazy["dark_channel_textured"] > clean["dark_channel_textured"] + 0.3
 
 
 # ------------------------------------------------------------------------------------------ speed

@@ -6,8 +6,10 @@ a random crop of up to 512 px at native scale, a 256-px crop, a 256-px crop of t
 at all 5 levels, random pairs and triples (benchmark capture order; half of the cases with a random
 motion-blur / rain direction), plus plain pixel-size down-scales. Ground truth: present iff level >= 3;
 "low resolution" is also present when the short side is <= 133 px (the detectors' tiny-image rule).
-Features: every raw evidence value of every detector (``detect_all(img, calibrated=False)``), cached as
-JSON lines per photo and seed in ``--cache`` (extraction is the slow part).
+Features: every raw evidence value of every detector (``detect_all(img, calibrated=False)``), including the
+noise-robust evidence that feeds only this model (haze: smoothed / textured dark channel; low resolution:
+many-tile and rain-free cut-offs), cached as JSON lines per photo and seed in ``--cache`` (extraction is the
+slow part; the cache folder is versioned: a cache of older evidence lacks keys and is not reused).
 
 The model (see :mod:`fourkagent.perception.calibration`): per kind, gradient-boosted depth-4 trees
 (scikit-learn's HistGradientBoostingClassifier, fitting only) on signed-log evidence, exported as plain node
@@ -20,7 +22,7 @@ alarm alike while the agent does not: Q-MoE keeps 94 % of dehazing false alarms 
 restored. Low resolution's CV choice, 0.7 / 0.5, lowered the leave-photo-out F1 0.889 -> 0.877.
 
 Usage: nice python training/fit_perception.py [--cache DIR] [--jobs 2] [--extract-only] [--out MODEL.json]
-Run time on this machine (2 shared cores): extraction 6-10 min per seed (3 seeds x 17 photos x 246 cases =
+Run time on this machine (2 shared cores, others working): extraction 10-15 min per seed (3 seeds x 17 photos x 246 cases =
 12546 cases), fitting + 5-fold CV 2-16 min depending on load. Deterministic (fixed seeds; random_state 0).
 """
 
@@ -49,7 +51,7 @@ from fourkagent.photos import SKIMAGE_PHOTOS, decode, photo_sources  # noqa: E40
 
 TINY_SIDE = 133  # short sides up to this are "low resolution" by the detectors' tiny-image rule
 EXCLUDED = ("cell",)  # natively soft microscopy: its "clean" version is genuinely low resolution (label noise)
-DEFAULT_CACHE = "/tmp/fourk_perception_features"
+DEFAULT_CACHE = "/tmp/fourk_perception_features_v2"  # v1 (before the noise-robust evidence) kept for comparison
 SEEDS = (100, 101, 102)  # one extraction round per seed: other crops, cases and noise
 DEPTH, TREES, LEARNING_RATE = 4, 300, 0.08
 TUNED_CUTOFFS: tuple[str, ...] = ()  # kinds whose verdict cut-offs are chosen by grouped CV (see the docstring)

@@ -34,12 +34,13 @@ _EVIDENCE_KEYS: dict[str, tuple[str, ...]] = {
                     "cutoff_across", "score"),
     "defocus blur": ("defocus_radius", "ring_weight", "ring_z", "wide_ring_z", "wide_ring_radius", "cutoff", "score"),
     "haze": ("dark_channel", "dark_channel_p10", "dark_channel_p2", "airlight", "contrast", "saturation",
-             "smear_discount", "score"),
+             "smear_discount", "score", "dark_channel_smooth", "dark_channel_smooth_p10", "dark_channel_textured"),
     "rain": ("streak_energy", "streak_coverage", "streak_coverage2", "streak_angle", "score"),
     "dark": ("mean_luminance", "median_luminance", "p90_luminance", "bright_luminance", "score"),
     "jpeg compression artifact": ("blockiness", "jpeg_quality_est", "quant_fit", "score"),
     "low resolution": ("cutoff", "iso_cutoff", "sector_hi", "noise_limit", "resample_period", "resample_strength",
-                       "effective_factor", "short_side_px", "score"),
+                       "effective_factor", "short_side_px", "score", "robust_cutoff", "robust_limited",
+                       "rainfree_cutoff"),
 }
 _EVIDENCE_KEYS = {k: (*v, "present") for k, v in _EVIDENCE_KEYS.items()}  # + the threshold verdict (0/1)
 FEATURES: tuple[str, ...] = tuple(

@@ -13,14 +13,18 @@ Evidence (``Detection.evidence``; every kind also has ``score``, larger = worse,
   defocus blur   defocus_radius (px, half the cepstral ring radius), ring_weight, ring_z, wide_ring_z /
                  wide_ring_radius (strongest ring of diameter >= 8 px), cutoff
   haze           dark_channel (median / airlight), dark_channel_p10, dark_channel_p2, airlight, contrast,
-                 saturation (on a 64-px copy), smear_discount (grey images under strong motion blur)
+                 saturation (on a 64-px copy), smear_discount (grey images under strong motion blur);
+                 noise-robust: dark_channel_smooth(_p10) (smoothed copy), dark_channel_textured (most textured
+                 quarter of the blocks)
   rain           streak_energy (oriented line-filter energy of the top-hat), streak_coverage(2), streak_angle
   dark           mean_luminance, median_luminance, p90_luminance, bright_luminance (99.5th pct., 4x reduced)
   jpeg ...       blockiness (8x8 grid step ratio), jpeg_quality_est (from quantisation steps; 0 = none),
                  quant_fit
   low resolution effective_factor (0.5 / isotropic cut-off), cutoff, iso_cutoff, sector_hi (cut-off of the
                  second least attenuated direction), noise_limit, resample_period, resample_strength,
-                 short_side_px
+                 short_side_px; noise-robust: robust_cutoff / robust_limited (many-tile spectrum, floor
+                 subtracted), rainfree_cutoff (the same after replacing rain streak pixels)
+Keys after "noise-robust" feed only the calibration model; the scores do not use them.
 """
 
 from __future__ import annotations
@@ -123,23 +127,43 @@ class _Analysis:
         return M.haze_measures(self.img)
 
     @cached_property
+    def haze_robust(self) -> dict[str, float]:
+        return M.haze_robust(self.img, self.haze["airlight"])
+
+    @cached_property
     def streaks(self) -> dict[str, float]:
         return M.streak_measures(self.img, self.noise)
 
     @cached_property
+    def gray(self) -> np.ndarray:
+        """Luma of the central (at most 1024 px) region, native scale: the plane of the spectral analyses."""
+        return luma(M.bounded(self.img, 1024))
+
+    @cached_property
+    def rain_angle(self) -> float | None:
+        """Orientation (degrees) of rain streaks strong enough to be "very low" rain or worse; None: no rain."""
+        st = self.streaks
+        return st["streak_angle"] if st["streak_energy"] * 1000.0 >= _RAIN_EDGES[0] else None
+
+    @cached_property
+    def spectral_gray(self) -> np.ndarray:
+        """:attr:`gray` with JPEG block edges ramped out (block edges spread content over every frequency)."""
+        q = self.jpeg["jpeg_quality_est"]
+        return M.deblock(self.gray, q) if q > 0 else self.gray
+
+    @cached_property
     def spectra(self) -> dict | None:
         """Raw spectral measurements of the luma (None: too small or flat for spectral analysis)."""
-        gray = luma(M.bounded(self.img, 1024))
+        gray = self.gray
         if min(gray.shape) < 48 or float(gray.std()) < 1e-4:
             return None
         st = self.streaks
-        rainy = st["streak_energy"] * 1000.0 >= _RAIN_EDGES[0]
-        strip = st["streak_angle"] if rainy else None  # rain: analyse the spectrum off the streaks' own
+        rainy = self.rain_angle is not None
+        strip = self.rain_angle  # rain: analyse the spectrum off the streaks' own
         rs = S.resampling_period(M.bounded(gray, 512))
         q = self.jpeg["jpeg_quality_est"]
         grid = q > 0
-        if grid:  # block edges spread content over every frequency: ramp them out first
-            gray = M.deblock(gray, q)
+        gray = self.spectral_gray
         p, pn, n = S.power_spectrum(gray, M.noise_sigma(gray))  # the luma plane's own noise floor
         sb = S.spectral_blur(p, pn, n, jpeg_grid=grid, strip=strip)
         cs = S.cepstral_shape(S.cepstrum(p, pn, jpeg_grid=grid, strip=strip), exclude=strip)
@@ -149,6 +173,20 @@ class _Analysis:
             cs["ray_excess"], cs["ray_radius"] = max(cs["ray_excess"], 1.5), 0.0  # no ray length there
         across = S.spectral_blur(p, pn, n, grid, wedge=(cs["ray_angle"] + 90.0) % 180.0, strip=strip)["cutoff"]
         return {"sb": sb, "cs": cs, "rs": rs, "across": across, "jpeg_quality": q}
+
+    @cached_property
+    def robust(self) -> dict[str, float]:
+        """Noise-robust cut-offs (:func:`spectral.robust_cutoff`) of the luma and, under rain, of its streak-free
+        version (:func:`measures.streak_free`; without rain the same value)."""
+        if self.spectra is None:
+            return {"robust_cutoff": 0.5, "robust_limited": 0.0, "rainfree_cutoff": 0.5}
+        gray, strip, grid = self.spectral_gray, self.rain_angle, self.jpeg["jpeg_quality_est"] > 0
+        out = S.robust_cutoff(gray, jpeg_grid=grid, strip=strip)
+        out["rainfree_cutoff"] = out["robust_cutoff"]
+        if strip is not None:  # rain: measure the scene between the streaks too
+            clean = M.streak_free(gray, strip, self.noise)
+            out["rainfree_cutoff"] = S.robust_cutoff(clean, jpeg_grid=grid, strip=strip)["robust_cutoff"]
+        return out
 
     @cached_property
     def blur(self) -> dict[str, float]:
@@ -238,7 +276,7 @@ def _jpeg(a: _Analysis) -> Detection:
 
 
 def _haze(a: _Analysis) -> Detection:
-    h = a.haze
+    h = a.haze | a.haze_robust  # the added noise-robust keys do not enter the score
     if h["saturation"] < 0.02:  # no colour: the dark channel is only the local minimum intensity
         # a strong motion smear, or quantisation that flattens whole 8x8 blocks, averages a grey texture's
         # dark pixels away, which reads as a lifted floor
@@ -290,7 +328,7 @@ def _low_resolution(a: _Analysis) -> Detection:
     score = max(factor, tiny)
     ev = _blur_evidence(b, ("cutoff", "iso_cutoff", "sector_hi", "noise_limit", "resample_period",
                             "resample_strength"))
-    ev.update(effective_factor=factor, short_side_px=short)
+    ev.update(effective_factor=factor, short_side_px=short, **a.robust)
     return _grade("low resolution", score, (2.0, 3.1, 4.6, 6.5), ev)
 
 

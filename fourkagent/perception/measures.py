@@ -213,9 +213,6 @@ def jpeg_measures(img: np.ndarray) -> dict[str, float]:
     return out
 
 
-
-
-
 def small(img: np.ndarray, side: int = 256) -> np.ndarray:
     """Area-downscaled copy whose longer side is at most ``side``."""
     h, w = img.shape[:2]
@@ -243,6 +240,37 @@ def haze_measures(img: np.ndarray) -> dict[str, float]:
         "contrast": float(y.std() / max(y.mean(), 1e-3)),
         "saturation": float(np.mean(c.max(axis=2) - c.min(axis=2)) / max(float(c.max(axis=2).mean()), 1e-3)),
     }
+
+
+def haze_robust(img: np.ndarray, airlight: float) -> dict[str, float]:
+    """Noise-robust dark-channel statistics relative to ``airlight`` (from :func:`haze_measures`).
+
+    ``dark_channel_smooth`` / ``_smooth_p10``: the dark channel of a Gaussian-smoothed copy (sensor noise
+    puts random minima in every patch and pulls the plain dark channel down, hiding haze under noise).
+    ``dark_channel_textured``: the dark-channel level (5th percentile of the smoothed per-pixel minimum) of the
+    most textured quarter of 16-px blocks: the prior that haze-free content has dark pixels holds where there
+    is structure, not on bright flat backgrounds (sky, pale stained tissue, paper), which lift the plain
+    median on pale photos that carry no haze.
+    """
+    s = small(img, 256)
+    g = cv2.GaussianBlur(s, (0, 0), 1.5)
+    mn = g.min(axis=2)
+    k = max(3, (min(s.shape[:2]) // 32) | 1)
+    dc = cv2.erode(mn, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    a = max(airlight, 1e-3)
+    out = {"dark_channel_smooth": float(np.median(dc) / a), "dark_channel_smooth_p10": float(np.percentile(dc, 10) / a)}
+    b = 16 if min(s.shape[:2]) >= 64 else 8
+    h, w = (s.shape[0] // b) * b, (s.shape[1] // b) * b
+    if h == 0 or w == 0:
+        return out | {"dark_channel_textured": out["dark_channel_smooth"]}
+
+    def blocks(plane: np.ndarray) -> np.ndarray:
+        return plane[:h, :w].reshape(h // b, b, w // b, b).transpose(0, 2, 1, 3).reshape(-1, b * b)
+
+    con = blocks(luma(g)).std(axis=1)
+    top = con >= np.percentile(con, 75)
+    out["dark_channel_textured"] = float(np.median(np.percentile(blocks(mn)[top], 5, axis=1)) / a)
+    return out
 
 
 _LINES: dict[int, list[np.ndarray]] = {}
@@ -282,4 +310,22 @@ def streak_measures(img: np.ndarray, noise: float) -> dict[str, float]:
     }
 
 
-# ------------------------------------------------------------------------------------ resampling
+# ---------------------------------------------------------------------------------- rain-free view
+
+
+def streak_free(gray: np.ndarray, angle: float, noise: float) -> np.ndarray:
+    """``gray`` with thin bright streaks along ``angle`` (degrees, rain) replaced by its morphological opening.
+
+    A pixel is a streak pixel where the top-hat's line-filter response along ``angle`` exceeds the one across
+    it by more than max(3 % of the 99th percentile, half the noise sigma (0-255)); the mask is dilated by one
+    pixel. Blur measured on the result sees the scene, not the streaks added over it.
+    """
+    op = cv2.morphologyEx(gray, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    th = gray - op
+    ks = _line_kernels()
+    i = int(round(angle / 15.0)) % len(ks)
+    along = cv2.filter2D(th, -1, ks[i], borderType=cv2.BORDER_REFLECT)
+    across = cv2.filter2D(th, -1, ks[(i + 6) % len(ks)], borderType=cv2.BORDER_REFLECT)
+    thr = max(0.03 * float(np.percentile(gray, 99)), 0.5 * noise / 255.0)
+    mask = cv2.dilate((along - across > thr).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return np.where(mask, op, gray)
