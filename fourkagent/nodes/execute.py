@@ -11,7 +11,7 @@ from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
-from fourkagent.scoring.sure import probe_sigma, sure_ratio
+from fourkagent.scoring.sure import SURE_STEPS, probe_sigma, sure_ratio
 from fourkagent.state.schema import State
 from fourkagent.imaging import Image
 from fourkagent.tools.base import Tool, ToolRegistry
@@ -37,10 +37,6 @@ def select_tools(registry: ToolRegistry, step: str, profile: Profile, long_side:
         kept = [t for t in tools if not t.spec.slow]
         tools = kept or tools[:1]
     return tools, dropped
-
-
-SURE_STEPS = ("denoising",)
-"""Steps whose candidates also get a SURE estimate of their error (one extra run on a central crop)."""
 
 
 def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:

@@ -20,8 +20,7 @@ from fourkagent.scoring.features import NAMES, STATE, features, reference, state
 from fourkagent.scoring.heuristic import STEP_TARGET
 from fourkagent.scoring.learned import decide, fit_step, predict
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, GAIN_SCALE_DB
-from fourkagent.nodes.execute import SURE_STEPS
-from fourkagent.scoring.sure import probe_sigma, sure_ratio
+from fourkagent.scoring.sure import SURE_STEPS, probe_sigma, sure_ratio
 from fourkagent.tools.base import ToolRegistry
 
 KINDS = ["noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact"]

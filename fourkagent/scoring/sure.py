@@ -29,6 +29,8 @@ MAX_GAIN_DB = 20.0
 """Predicted gains are capped here (a SURE at or below zero means "the noise is gone", not infinity)."""
 SIDE = 256
 """Side of the central crop the estimate is computed on."""
+SURE_STEPS: tuple[str, ...] = ("denoising",)
+"""Steps whose candidates get a SURE estimate (execute measures it, the Q-MoE model of the step uses it)."""
 
 
 def central_crop(img: Image, side: int = SIDE) -> Image:
