@@ -78,6 +78,19 @@ def _polar(c: np.ndarray, rmax: int, n_ang: int = 90) -> np.ndarray:
     return cv2.remap(c.astype(np.float32), mx, my, cv2.INTER_LINEAR)
 
 
+def _content_mask(fx: np.ndarray, fy: np.ndarray, jpeg_grid: bool, strip: float | None, grid_width: float) -> np.ndarray:
+    """Frequencies that carry scene content: off the 8x8 block grid's harmonics at k/8 cycles/px (within
+    ``grid_width``) when ``jpeg_grid``, and outside the wedge across rain streaks at ``strip`` degrees."""
+    valid = np.ones(fx.shape, bool)
+    if jpeg_grid:
+        for k in range(1, 5):
+            valid &= (np.abs(np.abs(fx) - k / 8) > grid_width) & (np.abs(np.abs(fy) - k / 8) > grid_width)
+    if strip is not None:
+        ang = np.degrees(np.arctan2(-fy, fx)) % 180.0  # y up, like the cepstral ray angle
+        valid &= np.abs((ang - strip) % 180.0 - 90.0) > _STRIP_HALF
+    return valid
+
+
 def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
                   wedge: float | None = None, strip: float | None = None) -> dict[str, float]:
     """Cut-off frequencies of the whitened (f^2-weighted) noise-free spectrum, overall and per 15-degree sector.
@@ -90,14 +103,9 @@ def spectral_blur(p: np.ndarray, pn: float, n: int, jpeg_grid: bool = False,
     fy, fx = np.meshgrid(f, f, indexing="ij")
     rad = np.hypot(fx, fy)
     ps = np.maximum(p - pn, 0.0) * rad**2
-    valid = rad > 0
-    if jpeg_grid:  # block-grid harmonics at k/8 cycles/px are not content
-        for k in range(1, 5):
-            valid &= (np.abs(np.abs(fx) - k / 8) > 1.5 / n) & (np.abs(np.abs(fy) - k / 8) > 1.5 / n)
+    valid = (rad > 0) & _content_mask(fx, fy, jpeg_grid, strip, 1.5 / n)
     edges = np.linspace(0.0, 0.5, 41)
     ang = np.degrees(np.arctan2(-fy, fx)) % 180.0  # y up, like the cepstral ray angle
-    if strip is not None:
-        valid &= np.abs((ang - strip) % 180.0 - 90.0) > _STRIP_HALF
     rb = np.clip(np.digitize(rad, edges) - 1, 0, 39)
     sb = (ang // 15).astype(int) % 12
 
@@ -244,13 +252,7 @@ def robust_cutoff(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None
     f = np.fft.fftfreq(n)
     fy, fx = np.meshgrid(f, f, indexing="ij")
     rad = np.hypot(fx, fy)
-    valid = np.ones_like(rad, bool)
-    if jpeg_grid:
-        for k in range(1, 5):
-            valid &= (np.abs(np.abs(fx) - k / 8) > 1.0 / n) & (np.abs(np.abs(fy) - k / 8) > 1.0 / n)
-    if strip is not None:
-        ang = np.degrees(np.arctan2(-fy, fx)) % 180.0
-        valid &= np.abs((ang - strip) % 180.0 - 90.0) > _STRIP_HALF
+    valid = _content_mask(fx, fy, jpeg_grid, strip, 1.0 / n)
     hi = valid & (rad >= 0.42) & (rad <= 0.5)
     floor = float(np.median(p[hi])) if hi.any() else 0.0
     nb = n // 2 + 1
