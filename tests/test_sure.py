@@ -81,3 +81,22 @@ def test_execute_records_sure_for_denoising_candidates(tmp_path: Path) -> None:
     assert len(ok) >= 3 and all(c["sure_ratio"] < 0.5 for c in ok)  # σ 25: every denoiser removes most of the error
     state["agenda"] = ["dehazing"]
     assert all("sure_ratio" not in c for c in make_execute(MAIN_REGISTRY)(state)["candidates"])
+
+
+def test_a_failing_probe_leaves_the_candidate_standing() -> None:
+    from fourkagent.errors import ToolError
+    from fourkagent.nodes.execute import sure_entry
+
+    noisy = degrade.add_noise(CLEAN, SIGMA, seed=1)
+    runs: list[int] = []
+
+    def flaky(img: Image) -> Image:
+        runs.append(1)
+        if len(runs) > 1:
+            raise ToolError("probe failed")
+        return _blur(1.0)(img)
+
+    out = flaky(noisy)
+    assert sure_entry(flaky, noisy, out, probe_sigma(noisy)) == {}
+    assert sure_entry(_blur(1.0), noisy, out, None) == {}
+    assert sure_entry(_blur(1.0), noisy, out, probe_sigma(noisy))["sure_ratio"] < 1.0

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fourkagent.errors import FourKError
+from fourkagent.imaging import Image
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
 from fourkagent.scoring.sure import SURE_STEPS, probe_sigma, sure_ratio
 from fourkagent.state.schema import State
-from fourkagent.imaging import Image
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
 
@@ -45,6 +45,17 @@ def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
     if step not in SURE_STEPS or profile.scorer in SCORERS:
         return None
     return probe_sigma(img)
+
+
+def sure_entry(tool: Callable[[Image], Image], img: Image, out: Image, sigma: float | None) -> dict[str, float]:
+    """``{"sure_ratio": …}`` for a candidate record, or nothing (not measured, or the probe run failed: the
+    candidate stands and is scored without it)."""
+    if sigma is None:
+        return {}
+    try:
+        return {"sure_ratio": round(sure_ratio(tool, img, sigma, out=out), 6)}
+    except FourKError:
+        return {}
 
 
 def prefer_by_experience(tools: list[Tool], step: str, state: State) -> tuple[list[Tool], list[str]]:
@@ -85,8 +96,7 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
                     out = adain_color_fix(out, img)
                 record["artifact"] = store.put(out)
                 record["size"] = [out.shape[1], out.shape[0]]
-                if sigma is not None:
-                    record["sure_ratio"] = round(sure_ratio(tool, img, sigma, out=out), 6)
+                record |= sure_entry(tool, img, out, sigma)
             except FourKError as exc:
                 record["error"] = str(exc)
             record["seconds"] = round(time.perf_counter() - t0, 4)
