@@ -103,8 +103,11 @@ def _grade(kind: str, score: float, edges: tuple[float, float, float, float], ev
 class _Analysis:
     """Lazily computed measurements shared by the detectors of one image."""
 
-    def __init__(self, img: Image):
+    def __init__(self, img: Image, model_inputs: bool = True):
+        """``model_inputs=False``: skip the evidence that feeds only the calibration model (scores and
+        threshold verdicts do not change)."""
         self.img = as_image(img)
+        self.model_inputs = model_inputs
 
     @cached_property
     def noise(self) -> float:
@@ -276,7 +279,7 @@ def _jpeg(a: _Analysis) -> Detection:
 
 
 def _haze(a: _Analysis) -> Detection:
-    h = a.haze | a.haze_robust  # the added noise-robust keys do not enter the score
+    h = a.haze | (a.haze_robust if a.model_inputs else {})  # the noise-robust keys do not enter the score
     if h["saturation"] < 0.02:  # no colour: the dark channel is only the local minimum intensity
         # a strong motion smear, or quantisation that flattens whole 8x8 blocks, averages a grey texture's
         # dark pixels away, which reads as a lifted floor
@@ -328,7 +331,7 @@ def _low_resolution(a: _Analysis) -> Detection:
     score = max(factor, tiny)
     ev = _blur_evidence(b, ("cutoff", "iso_cutoff", "sector_hi", "noise_limit", "resample_period",
                             "resample_strength"))
-    ev.update(effective_factor=factor, short_side_px=short, **a.robust)
+    ev.update(effective_factor=factor, short_side_px=short, **(a.robust if a.model_inputs else {}))
     return _grade("low resolution", score, (2.0, 3.1, 4.6, 6.5), ev)
 
 
@@ -354,22 +357,24 @@ def detect(img: Image, kind: str, calibrated: bool = True) -> Detection:
 
     Default: the calibrated verdict, as in :func:`detect_all` (the model needs every detector's evidence, so
     all run). ``calibrated=False``: this detector alone with its threshold verdict - much faster for callers
-    that only read ``evidence["score"]`` (identical either way).
+    that only read ``evidence["score"]`` (identical either way; the calibration-only evidence is skipped).
     """
     if kind not in _DETECTORS:
         raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
     if calibrated:
         return detect_all(img)[KINDS.index(kind)]
-    return _DETECTORS[kind](_Analysis(img))
+    return _DETECTORS[kind](_Analysis(img, model_inputs=False))
 
 
-def detect_all(img: Image, calibrated: bool = True) -> list[Detection]:
+def detect_all(img: Image, calibrated: bool = True, model_inputs: bool = True) -> list[Detection]:
     """One :class:`Detection` per kind, in :data:`KINDS` order (measurements computed once).
 
     ``calibrated``: present/absent from the shipped calibration model (``evidence["p_present"]``; every
     other evidence value, ``score`` included, is unchanged); ``False`` or no usable model: the thresholds.
+    ``model_inputs=False`` (uncalibrated only): skip the evidence that only the calibration model reads, for
+    callers that want scores (Q-MoE's features score every candidate).
     """
-    a = _Analysis(img)
+    a = _Analysis(img, model_inputs=model_inputs or calibrated)
     raw = [_DETECTORS[k](a) for k in KINDS]
     if not calibrated:
         return raw

@@ -70,7 +70,7 @@ def detector_scores(img: Image) -> dict[str, float]:
     """Every detector's continuous score (larger = worse)."""
     from fourkagent.perception.detectors import detect_all
 
-    dets = detect_all(img, calibrated=False)  # raw scores only: the calibrated verdicts are not needed here
+    dets = detect_all(img, calibrated=False, model_inputs=False)  # raw scores only
     return {d.kind: float(d.evidence["score"]) for d in dets}
 
 
