@@ -161,21 +161,9 @@ STEP_FEATURES: dict[str, tuple[str, ...]] = {
                     "white_point_error"),
 }
 """A smaller feature set per step that its fit may choose instead of all features (by inner CV)."""
-STEP_STATE_EXTRA: dict[str, tuple[str, ...]] = {}
-"""Input measurements a step's fit may add to :func:`state_columns` (by inner CV). Empty: brightening with
-``in_black_background`` lost 2.38 dB in the photo-grouped CV vs 1.83 without (the dark-by-nature photos all
-fall in one fold, so the fold that scores them never trained on such a scene)."""
 NO_TOOL_PRIOR: tuple[str, ...] = ("motion deblurring",)
 """Steps fitted without a tool prior (photo-grouped CV: motion 0.34 → 0.49 dB with one; every other
 restoration step gained or tied)."""
-
-
-def _state_sets(data: dict[str, np.ndarray], step: str, cols: list[int] | None) -> tuple[list[int] | None, ...]:
-    """The input-state column sets a step's fit chooses from: its :func:`state_columns`, and with the extras."""
-    extra = [STATE.index(n) for n in STEP_STATE_EXTRA.get(step, ()) if n in STATE]
-    if not cols or not extra or data["s"].shape[1] != len(STATE):
-        return (cols,)
-    return (cols, cols + extra)
 
 
 def uses_sure(data: dict[str, np.ndarray], m: np.ndarray) -> bool:
@@ -198,11 +186,10 @@ def fit_step_rows(ex: dict[str, np.ndarray], m: np.ndarray) -> dict:
     s, cols = _state(ex, m)
     step = str(ex["step"][m][0])
     subsets = (None, *([[NAMES.index(n) for n in STEP_FEATURES[step]]] if step in STEP_FEATURES else []))
-    sets = _state_sets(ex, step, cols)
 
     def fit(dx: np.ndarray, anchor: np.ndarray | None = None) -> dict:
         return fit_step(dx, ex["gain"][m], ex["case"][m], ex["photo"][m], THRESHOLD_GAIN_DB, s, cols, subsets,
-                        tools=None if step in NO_TOOL_PRIOR else ex["tool"][m], state_sets=sets, anchor=anchor)
+                        tools=None if step in NO_TOOL_PRIOR else ex["tool"][m], anchor=anchor)
 
     plain = fit(ex["dx"][m])
     if not uses_sure(ex, m):

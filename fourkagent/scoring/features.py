@@ -120,7 +120,7 @@ def black_background(y: np.ndarray, block: int = 8) -> float:
     its frame near black whatever the exposure; an under-exposed normal scene has few such blocks, since a
     gain moves its shadows together with its highlights (the measure is invariant to a gain, not to a gamma
     curve: ``x^1.5`` pushes a dim background such as the Hubble deep field's across the line). Measured but not
-    used by the shipped fit: see ``dataset.STEP_STATE_EXTRA``.
+    used by the shipped fit (as a brightening input it lost 1.83 → 2.38 dB in the photo-grouped CV).
     """
     h, w = (y.shape[0] // block) * block, (y.shape[1] // block) * block
     if h == 0 or w == 0:

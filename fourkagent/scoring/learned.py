@@ -266,16 +266,16 @@ def _choose_extras(dx: np.ndarray, y: np.ndarray, case: np.ndarray, photo: np.nd
 def fit_step(dx: np.ndarray, y: np.ndarray, case: np.ndarray, photo: np.ndarray, keep_db: float,
              s: np.ndarray | None = None, state_cols: list[int] | None = None,
              subsets: tuple[list[int] | None, ...] = (None,), tools: np.ndarray | None = None,
-             state_sets: tuple[list[int] | None, ...] | None = None, anchor: np.ndarray | None = None) -> Model:
-    """:func:`fit_rank` with the penalties of :data:`GRID`, the feature columns of ``subsets`` (``None``: all)
-    and the input-state columns of ``state_sets`` (default: just ``state_cols``) that lose least in a 2-fold
+             anchor: np.ndarray | None = None) -> Model:
+    """:func:`fit_rank` with the penalties of :data:`GRID` and the feature columns of ``subsets`` (``None``: all)
+    that lose least in a 2-fold
     cross-validation by ``photo`` on these rows (decision loss, doing nothing included, at threshold
     ``keep_db``); then, given the rows' ``tools`` and an external gain estimate ``anchor`` (dB, e.g. SURE's),
     the tool prior of :data:`PRIORS` and anchor share of :data:`ANCHOR_BLENDS` chosen leaving one photo out."""
     photos = np.unique(photo)
     folds = [np.isin(photo, photos[k::2]) for k in range(2)] if len(photos) >= 4 else []
     sub = (lambda a, m: None if a is None else a[m])  # noqa: E731
-    options = [p | {"cols": c, "state_cols": sc} for sc in (state_sets or (state_cols,)) for c in subsets for p in GRID]
+    options = [p | {"cols": c, "state_cols": state_cols} for c in subsets for p in GRID]
     best, best_loss = options[0], np.inf
     for params in options if folds else ():
         loss = 0.0
