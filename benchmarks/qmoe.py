@@ -4,7 +4,8 @@ Usage: python benchmarks/qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE
 
 Part 1, selection accuracy (≥ 10 real photos × 7 degradations × 5 levels + SR ×2/×4): every expert of the
 matching step runs; Q-MoE's pick is compared with the PSNR oracle (agreement = within 0.05 dB of the best)
-and the dB lost is measured (reference: always the step's best fixed expert). False alarms (each step on the clean photo and on another degradation, where
+and the dB lost is measured, and with the LPIPS oracle (within 0.005) when LPIPS weights are on disk
+(reference: always the step's best fixed expert). False alarms (each step on the clean photo and on another degradation, where
 doing nothing is right) measure whether Q-MoE keeps the input when no expert helps. The learned scorer is cross-validated by photo (2 folds): no photo is scored by
 a model fitted on it. Reference selectors: NIQE alone, and the first registered expert.
 Part 2, agentic value: a ×4 bicubic downscale of each photo, then two degradations of noise/blur/haze/rain/dark/JPEG
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fourkagent import degrade
+from fourkagent.bench.metrics import fr_unavailable
 from fourkagent.photos import sample_photos
 from fourkagent.imaging import Image, psnr, resize
 from fourkagent.scoring.dataset import KINDS, cross_validate, evaluate, load_or_generate, merge
@@ -46,21 +48,34 @@ def selection_table(data: dict[str, np.ndarray]) -> str:
     first = evaluate(ex, -np.asarray([_first_index(ex, i) for i in range(len(ex["gain"]))], float))
     fixed = evaluate(ex, _fixed_expert(ex))
     lines = ["| step | cases | Q-MoE agreement | Q-MoE loss (dB) | NIQE-only agreement / loss | first-expert agreement / loss "
-             "| best fixed expert agreement / loss | false alarms kept safe | decision loss incl. doing nothing (dB) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| best fixed expert agreement / loss | false alarms kept safe | decision loss incl. doing nothing (dB) "
+             "| Q-MoE vs LPIPS oracle: agreement / excess LPIPS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for step, r in learned.items():
         n, f, b = niqe[step], first[step], fixed[step]
         fa = f"{100 * r['false_alarms_safe']:.0f} % of {r['false_alarms']}" if r["false_alarms"] else "–"
+        lp = (f"{100 * r['lpips_agreement']:.0f} % / {r['lpips_loss']:.4f}" if r["lpips_agreement"] is not None
+              else "n/a")
         lines.append(f"| {step} | {r['cases']} | {100 * r['agreement']:.0f} % | {r['loss_db']:.2f} | "
                      f"{100 * n['agreement']:.0f} % / {n['loss_db']:.2f} | {100 * f['agreement']:.0f} % / {f['loss_db']:.2f} "
-                     f"| {100 * b['agreement']:.0f} % / {b['loss_db']:.2f} | {fa} | {r['decision_loss_db']:.2f} |")
+                     f"| {100 * b['agreement']:.0f} % / {b['loss_db']:.2f} | {fa} | {r['decision_loss_db']:.2f} | {lp} |")
     w = [r["cases"] for r in learned.values()]
     tot = {k: np.average([r[k] for r in learned.values()], weights=w) for k in ("agreement", "loss_db")}
     n_fa = sum(r["false_alarms"] for r in learned.values())
     safe = sum(r["false_alarms_safe"] * r["false_alarms"] for r in learned.values() if r["false_alarms"])
     lines.append(f"| **all** | {sum(w)} | **{100 * tot['agreement']:.0f} %** | **{tot['loss_db']:.2f}** | | | | "
-                 f"{100 * safe / max(n_fa, 1):.0f} % of {n_fa} | |")
+                 f"{100 * safe / max(n_fa, 1):.0f} % of {n_fa} | | {_lpips_total(learned, w)} |")
     return "\n".join(lines)
+
+
+def _lpips_total(learned: dict[str, dict], weights: list[int]) -> str:
+    """The LPIPS-oracle agreement over all steps, or why there is none (LPIPS weights are never downloaded)."""
+    rows = [(r, n) for r, n in zip(learned.values(), weights) if r["lpips_agreement"] is not None]
+    if not rows:
+        return f"n/a: LPIPS {fr_unavailable('lpips') or 'not in this data cache'}"
+    n = sum(c for _, c in rows)
+    return (f"**{100 * sum(r['lpips_agreement'] * c for r, c in rows) / n:.0f} %** / "
+            f"{sum(r['lpips_loss'] * c for r, c in rows) / n:.4f}")
 
 
 def _fixed_expert(data: dict[str, np.ndarray]) -> np.ndarray:

@@ -83,21 +83,39 @@ def full_reference(out: Image, ref: Image, border: int) -> dict[str, float]:
     }
 
 
+def fr_files(name: str) -> list[Path]:
+    """Where pyiqa full-reference metric ``name``'s weight files must be (pyiqa cache, torch hub checkpoints)."""
+    hub = cache_dirs()["pyiqa"].parent
+    return [hub / ("pyiqa" if c == "pyiqa" else "checkpoints") / f for c, f in PYIQA_FR[name]]
+
+
 def fr_unavailable(name: str) -> str | None:
     """Why pyiqa full-reference metric ``name`` cannot run offline here (None when it can)."""
     if importlib.util.find_spec("pyiqa") is None:
         return "pyiqa is not installed"
-    hub = cache_dirs()["pyiqa"].parent
-    missing = [str(hub / ("pyiqa" if c == "pyiqa" else "checkpoints") / f) for c, f in PYIQA_FR[name]]
-    missing = [m for m in missing if not Path(m).is_file()]
+    missing = [str(m) for m in fr_files(name) if not m.is_file()]
     return f"weights not on disk: {', '.join(missing)} (never downloaded)" if missing else None
 
 
-@lru_cache(maxsize=None)
-def _fr_metric(name: str) -> Callable[..., Any]:
+@lru_cache(maxsize=4)
+def _fr_metric_at(name: str, weights: str) -> Callable[..., Any]:
     import pyiqa
 
-    return pyiqa.create_metric(name, device="cpu")
+    return pyiqa.create_metric(name, device="cpu", pretrained_model_path=weights)
+
+
+def _fr_metric(name: str) -> Callable[..., Any]:
+    """pyiqa's ``name`` loading exactly the checked weight file (the backbone comes from the torch hub cache)."""
+    return _fr_metric_at(name, str(fr_files(name)[0]))
+
+
+def fr_distance(name: str) -> Callable[[Image, Image], float] | None:
+    """``(image, truth) -> distance`` for pyiqa full-reference metric ``name`` on 8-bit-quantised images, or
+    None when its weights are not on disk (nothing is downloaded)."""
+    if fr_unavailable(name):
+        return None
+    metric = _fr_metric(name)
+    return lambda out, ref: float(metric(_tensor(q8(out)), _tensor(q8(ref))).item())
 
 
 def _tensor(img: Image) -> Any:

@@ -26,6 +26,8 @@ from fourkagent.tools.base import ToolRegistry
 KINDS = ["noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact"]
 TIE_DB = 0.05
 """A pick within this many dB of the best candidate counts as agreeing with the oracle."""
+TIE_LPIPS = 0.005
+"""A pick within this LPIPS distance of the lowest counts as agreeing with the LPIPS oracle."""
 THRESHOLD_GAIN_DB = float(GAIN_SCALE_DB * np.arctanh(2.0 * DEFAULT_THRESHOLD - 1.0))
 """The predicted gain at which Q meets the default rollback threshold (about −0.2 dB)."""
 
@@ -59,18 +61,23 @@ NONE_TOOL = "(none)"
 """The "do nothing" row of every case (the step input, or its bicubic upscale for SR)."""
 
 
-def _add(rows: dict[str, list], photo: int, step: str, case: int, present: bool, tool: str, x: np.ndarray,
-         gain: float, s: np.ndarray, sure: float) -> None:
-    for key, val in (("photo", photo), ("step", step), ("case", case), ("present", present), ("tool", tool), ("x", x),
-                     ("gain", gain), ("s", s), ("sure", sure)):
+COLUMNS = ("photo", "step", "case", "present", "tool", "x", "gain", "s", "sure", "lpips")
+Distance = Callable[[Image, Image], float]
+"""``(image, truth) -> perceptual distance`` (LPIPS when its weights are on disk)."""
+
+
+def _add(rows: dict[str, list], *values: object) -> None:
+    for key, val in zip(COLUMNS, values, strict=True):
         rows[key].append(val)
 
 
-def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[str], None] | None = None,
+             distance: Distance | None = None) -> dict[str, np.ndarray]:
     """One row per (photo, case, expert): photo index, step, case id, degradation present, tool, features,
-    PSNR gain (dB), the step input's state (``features.STATE``) and, for SURE steps, the candidate's SURE ratio
-    (``scoring/sure.py``; 1 for doing nothing, NaN elsewhere)."""
-    rows: dict[str, list] = {k: [] for k in ("photo", "step", "case", "present", "tool", "x", "gain", "s", "sure")}
+    PSNR gain (dB), the step input's state (``features.STATE``), for SURE steps the candidate's SURE ratio
+    (``scoring/sure.py``; 1 for doing nothing, NaN elsewhere) and its ``distance`` to the truth (NaN without one)."""
+    rows: dict[str, list] = {k: [] for k in COLUMNS}
+    dist = distance or (lambda img, truth: np.nan)
     case_id = 0
     for pi, (name, clean) in enumerate(photos.items()):
         t0 = time.perf_counter()
@@ -85,7 +92,8 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
             base_psnr = min(psnr(ref.base, truth), MAX_PSNR)  # finite for the clean false alarm
             sigma = probe_sigma(inp) if step in SURE_STEPS else None
             none_sure = 1.0 if sigma is not None else np.nan
-            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0, st, none_sure)  # 0 dB
+            _add(rows, pi, step, case_id, present, NONE_TOOL, features(ref.base, ref), 0.0, st, none_sure,  # 0 dB
+                 dist(ref.base, truth))
             for tool in tools:
                 try:
                     out = tool(inp)
@@ -93,7 +101,7 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
                 except FourKError:
                     continue
                 gain = float(np.clip(min(psnr(out, truth), MAX_PSNR) - base_psnr, -15, 15))
-                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain, st, sure)
+                _add(rows, pi, step, case_id, present, tool.name, features(out, ref), gain, st, sure, dist(out, truth))
             case_id += 1
         if log:
             log(f"  {name}: {time.perf_counter() - t0:.0f} s")
@@ -111,13 +119,15 @@ def corner_views(side: int) -> dict[str, Image]:
 def load_or_generate(side: int, cache: str = "", corner: bool = False,
                      log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """The dataset of the photos' centre (or ``corner``) views at ``side`` px, from the npz ``cache`` when it
-    exists (written otherwise)."""
+    exists (written otherwise; with LPIPS distances when its weights are on disk)."""
+    from fourkagent.bench.metrics import fr_distance
     from fourkagent.photos import sample_photos
     from fourkagent.tools.registry import MAIN_REGISTRY
 
     if cache and Path(cache).exists():
         return dict(np.load(cache, allow_pickle=False))
-    data = generate(corner_views(side) if corner else sample_photos(max_side=side), MAIN_REGISTRY, log=log)
+    photos = corner_views(side) if corner else sample_photos(max_side=side)
+    data = generate(photos, MAIN_REGISTRY, log=log, distance=fr_distance("lpips"))
     if cache:
         np.savez(cache, **data)
     return data
@@ -232,13 +242,16 @@ def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[st
     oracle, mean and max dB lost. Decision (every case, doing nothing included): the best-scored expert is
     kept when its predicted gain reaches the rollback threshold, else the input is kept; ``decision_loss_db``
     is the dB lost against the best option, ``false_alarms_safe`` the share of false-alarm cases where the
-    decision did not lose more than ``TIE_DB`` (``None`` where the data has no such case).
+    decision did not lose more than ``TIE_DB`` (``None`` where the data has no such case). Where the data
+    holds LPIPS distances, ``lpips_agreement`` / ``lpips_loss`` compare the pick with the LPIPS oracle
+    (``None`` without them).
     """
     out: dict[str, dict[str, float]] = {}
     experts = data["tool"] != NONE_TOOL
     present = data["present"].astype(bool) if "present" in data else np.ones(len(experts), bool)
+    lpips = data.get("lpips", np.full(len(experts), np.nan))
     for step in sorted(set(data["step"])):
-        agree, loss, decision, safe = [], [], [], []
+        agree, loss, decision, safe, lp_agree, lp_loss = [], [], [], [], [], []
         for case in sorted(set(data["case"][data["step"] == step])):
             m = (data["case"] == case) & experts
             gains, p = data["gain"][m], pred[m]
@@ -248,11 +261,16 @@ def evaluate(data: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, dict[st
             if present[m].all():
                 agree.append(gains[pick] >= gains.max() - TIE_DB)
                 loss.append(gains.max() - gains[pick])
+                if np.isfinite(lpips[m]).all():
+                    lp_agree.append(lpips[m][pick] <= lpips[m].min() + TIE_LPIPS)
+                    lp_loss.append(lpips[m][pick] - lpips[m].min())
             else:
                 safe.append(lost <= TIE_DB)
         out[str(step)] = {"cases": len(agree), "agreement": float(np.mean(agree)) if agree else None,
                           "loss_db": float(np.mean(loss)) if loss else None,
                           "max_loss_db": float(np.max(loss)) if loss else None,
                           "decision_loss_db": float(np.mean(decision)), "false_alarms": len(safe),
-                          "false_alarms_safe": float(np.mean(safe)) if safe else None}
+                          "false_alarms_safe": float(np.mean(safe)) if safe else None,
+                          "lpips_agreement": float(np.mean(lp_agree)) if lp_agree else None,
+                          "lpips_loss": float(np.mean(lp_loss)) if lp_loss else None}
     return out
