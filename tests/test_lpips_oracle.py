@@ -20,35 +20,51 @@ from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec
 
 LPIPS_CHANNELS = (64, 192, 384, 256, 256)
 """AlexNet feature widths LPIPS puts a linear head on."""
+DISTS_CHANNELS = 3 + 64 + 128 + 256 + 512 + 512
+"""Image plus VGG16 stage widths DISTS weighs."""
+
+
+def _random_weights(name: str) -> None:
+    """Random-weight files of full-reference metric ``name`` where pyiqa and the torch hub cache read them: the
+    torchvision backbone (its big classifier matrices stored as one broadcast value) and the metric's head."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    head_file, backbone_file = metrics.fr_files(name)
+    net = (torchvision.models.alexnet() if name == "lpips" else torchvision.models.vgg16()).state_dict()
+    net = {k: torch.zeros(1).expand(v.shape) if v.ndim == 2 else v for k, v in net.items()}
+    if name == "lpips":
+        head = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(LPIPS_CHANNELS)}
+    else:
+        head = {k: 0.1 + 0.01 * torch.randn(1, DISTS_CHANNELS, 1, 1) for k in ("alpha", "beta")}
+    for path, state in ((backbone_file, net), (head_file, head)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
 
 
 @pytest.fixture
-def lpips_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Random-weight AlexNet (its big classifier matrices stored as one broadcast value) and LPIPS heads."""
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache in the test directory."""
     pytest.importorskip("pyiqa")
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    heads, backbone = metrics.fr_files("lpips")
-    assert str(heads).startswith(str(tmp_path)) and metrics.fr_unavailable("lpips")
-    torch.manual_seed(0)
-    net = torchvision.models.alexnet().state_dict()
-    net = {k: torch.zeros(1).expand(v.shape) if v.ndim == 2 else v for k, v in net.items()}
-    lins = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(LPIPS_CHANNELS)}
-    for path, state in ((backbone, net), (heads, lins)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path)
-    return [heads, backbone]
+    assert all(str(f).startswith(str(tmp_path)) for m in metrics.PYIQA_FR for f in metrics.fr_files(m))
+    return tmp_path / "torch"
 
 
-def test_lpips_runs_from_the_files_on_disk_and_grows_with_the_damage(lpips_weights: list[Path]) -> None:
-    assert metrics.fr_unavailable("lpips") is None
-    assert "lpips" in metrics.Metrics().names
-    dist = metrics.fr_distance("lpips")
+@pytest.mark.parametrize("name", sorted(metrics.PYIQA_FR))
+def test_fr_metric_runs_from_the_files_on_disk_and_grows_with_the_damage(hub: Path, name: str) -> None:
+    assert metrics.fr_unavailable(name)
+    _random_weights(name)
+    assert metrics.fr_unavailable(name) is None
+    dist = metrics.fr_distance(name)
     assert dist is not None
     clean = photo()[64:192, 160:288]
     same, mild, strong = (dist(img, clean) for img in (clean, degrade.add_noise(clean, 5), degrade.add_noise(clean, 30)))
-    assert same == pytest.approx(0.0, abs=1e-6) and 0.0 < mild < strong
+    assert same == pytest.approx(0.0, abs=1e-5) and 0.0 < mild < strong
+    bench = metrics.Metrics()
+    assert name in bench.names and bench.compute(degrade.add_noise(clean, 30), clean, 4)[name] == pytest.approx(strong)
 
 
 def test_without_weights_lpips_is_reported_missing_and_never_computed(tmp_path: Path,
@@ -73,8 +89,8 @@ def _deblurrers() -> ToolRegistry:
     return ToolRegistry([unsharp(0.6), unsharp(6.0)])
 
 
-def test_qmoe_data_records_lpips_and_the_benchmark_scores_picks_against_the_lpips_oracle(
-        lpips_weights: list[Path]) -> None:
+def test_qmoe_data_records_lpips_and_the_benchmark_scores_picks_against_the_lpips_oracle(hub: Path) -> None:
+    _random_weights("lpips")
     clean = photo("chelsea")[100:164, 150:214]
     data = generate({"chelsea": clean}, _deblurrers(), distance=metrics.fr_distance("lpips"))
     assert set(data["step"]) == {"motion deblurring"} and np.isfinite(data["lpips"]).all()
