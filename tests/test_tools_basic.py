@@ -33,11 +33,20 @@ def test_denoisers_improve_psnr(fn) -> None:
     assert psnr(fn(noisy), clean) > psnr(noisy, clean) + 3
 
 
-@pytest.mark.parametrize("fn", [brighten.clahe, brighten.adaptive_gamma, brighten.constant_shift])
+@pytest.mark.parametrize("fn", [brighten.auto_levels, brighten.clahe, brighten.adaptive_gamma, brighten.constant_shift])
 def test_brighteners_improve_dark_photo(fn) -> None:
     clean = photo("chelsea")
     dark = degrade.darken(clean, 0.35)
     assert psnr(fn(dark), clean) > psnr(dark, clean) + 1
+
+
+def test_auto_levels_keeps_a_black_sky_black() -> None:
+    sky = photo("hubble_deep_field")[:256, :256]  # mostly black background with galaxies
+    dark = degrade.darken(sky, 0.35)
+    out = brighten.auto_levels(dark)
+    assert psnr(out, sky) > psnr(dark, sky) + 3
+    background = sky.max(axis=2) < np.percentile(sky.max(axis=2), 40)
+    assert out.max(axis=2)[background].mean() < 0.15  # a whole-frame mid-grey target would lift it to ~0.4
 
 
 def test_broken_tools_raise_tool_error() -> None:
