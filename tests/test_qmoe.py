@@ -11,9 +11,9 @@ from fourkagent import degrade
 from fourkagent.imaging import luma, psnr
 from fourkagent.scoring.dataset import NONE_TOOL, cross_validate, experts_only, step_inputs, uses_sure
 from fourkagent.scoring.features import (
-    NAMES, STATE, _autocorr, _local_gain_spread, black_background, features, reference, state, sure_feature,
+    NAMES, STATE, _autocorr, _local_gain_spread, features, reference, state, sure_feature,
 )
-from fourkagent.scoring.learned import GRID, PRIORS, fit, fit_rank, fit_step, predict, shipped_model
+from fourkagent.scoring.learned import CAP_ORDER_DB, GRID, PRIORS, fit, fit_rank, fit_step, predict, shipped_model
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, gain_to_q, score_candidates
 from fourkagent.scoring.sure import probe_sigma, sure_ratio
 from fourkagent.tools.registry import MAIN_REGISTRY
@@ -216,14 +216,11 @@ def test_tool_prior_is_learned_when_one_tool_wins_beyond_the_features_and_ignore
     assert "prior" not in plain  # nothing to explain beyond the features: no prior chosen
 
 
-def test_black_background_share_grows_with_the_black_area_and_ignores_exposure() -> None:
-    y = luma(CLEAN)
-    shares = []
-    for frac in (0.0, 0.25, 0.5, 0.75):
-        img = y.copy()
-        img[: int(frac * y.shape[0])] = 0.0  # a flat black background over part of the frame
-        shares.append(black_background(img))
-    assert shares[0] < 0.05 and all(a < b for a, b in zip(shares, shares[1:])) and shares[-1] > 0.7
-    night = y.copy()
-    night[: y.shape[0] // 2] = 0.0
-    assert abs(black_background(0.3 * night) - black_background(night)) < 1e-9  # an exposure gain changes nothing
+def test_known_tools_keep_their_order_past_the_gain_bound_and_unknown_tools_tie_at_it() -> None:
+    model = {"std": [1.0, 1.0], "coef": [1.0, 0.0], "max_gain": 5.0, "tools": ["a", "b"]}  # gain = dx
+    dx = np.array([[9.0], [7.0], [30.0], [4.0]])
+    gains = predict(model, dx, tools=["a", "b", "gan", "a"])
+    assert gains[0] > gains[1] > 5.0 == gains[2] > gains[3] == 4.0  # a beats b past the bound; gan is capped
+    assert gains.max() <= 5.0 + CAP_ORDER_DB
+    bare = {k: v for k, v in model.items() if k != "tools"}  # a model saved without its tools: a hard bound
+    assert np.allclose(predict(bare, dx, tools=["a", "b", "gan", "a"]), [5.0, 5.0, 5.0, 4.0])

@@ -125,7 +125,9 @@ def load_or_generate(side: int, cache: str = "", corner: bool = False,
     from fourkagent.tools.registry import MAIN_REGISTRY
 
     if cache and Path(cache).exists():
-        return dict(np.load(cache, allow_pickle=False))
+        data = dict(np.load(cache, allow_pickle=False))
+        # caches written with a since-dropped last state column (in_black_background): the current columns
+        return data | {"s": data["s"][:, : len(STATE)]} if "s" in data else data
     photos = corner_views(side) if corner else sample_photos(max_side=side)
     data = generate(photos, MAIN_REGISTRY, log=log, distance=fr_distance("lpips"))
     if cache:
@@ -201,10 +203,12 @@ def fit_step_rows(ex: dict[str, np.ndarray], m: np.ndarray) -> dict:
         return fit_step(dx, ex["gain"][m], ex["case"][m], ex["photo"][m], THRESHOLD_GAIN_DB, s, cols, subsets,
                         tools=None if step in NO_TOOL_PRIOR else ex["tool"][m], anchor=anchor)
 
-    plain = fit(ex["dx"][m])
+    # the tools it was trained on keep their order past the gain bound (learned.predict; not in the inner CV)
+    known = {"tools": sorted({str(t) for t in ex["tool"][m]})}
+    plain = fit(ex["dx"][m]) | known
     if not uses_sure(ex, m):
         return plain
-    return fit(step_inputs(ex, m), sure_gain_db(ex["sure"][m])) | {"extra": ["sure"], "fallback": plain}
+    return fit(step_inputs(ex, m), sure_gain_db(ex["sure"][m])) | {"extra": ["sure"], "fallback": plain} | known
 
 
 def predict_rows(model: dict, data: dict[str, np.ndarray], m: np.ndarray) -> np.ndarray:

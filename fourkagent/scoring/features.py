@@ -39,7 +39,7 @@ NAMES: tuple[str, ...] = (
 )
 """Feature names, in vector order."""
 STATE: tuple[str, ...] = (
-    *(f"in_{k.replace(' ', '_')}" for k in KINDS), "in_median_luma", "in_p99_luma", "in_black_background",
+    *(f"in_{k.replace(' ', '_')}" for k in KINDS), "in_median_luma", "in_p99_luma",
 )
 """Names of the step input's own measurements (:func:`state`): what the model's slopes may depend on."""
 
@@ -109,32 +109,10 @@ def _coarse(img: Image) -> Image:
     return cv2.resize(img, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
 
 
-BLACK_REL = 0.05
-"""A block is near-black background when its mean luma is below this fraction of the frame's 99th percentile."""
-
-
-def black_background(y: np.ndarray, block: int = 8) -> float:
-    """Fraction of ``block``² blocks of luma ``y`` that are near-black relative to the frame's own highlights.
-
-    A scene that is dark by nature (night sky, fluorescence, a lit object on black) keeps a large share of
-    its frame near black whatever the exposure; an under-exposed normal scene has few such blocks, since a
-    gain moves its shadows together with its highlights (the measure is invariant to a gain, not to a gamma
-    curve: ``x^1.5`` pushes a dim background such as the Hubble deep field's across the line). Measured but not
-    used by the shipped fit (as a brightening input it lost 1.83 → 2.38 dB in the photo-grouped CV).
-    """
-    h, w = (y.shape[0] // block) * block, (y.shape[1] // block) * block
-    if h == 0 or w == 0:
-        return 0.0
-    means = y[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
-    return float(np.mean(means < BLACK_REL * max(float(np.percentile(y, 99)), 1e-3)))
-
-
 def state(ref: Reference) -> np.ndarray:
-    """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure,
-    near-black background share."""
+    """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure."""
     y = luma(_crop(ref.base))
-    return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99)),
-                       black_background(y)])
+    return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99))])
 
 
 def _autocorr(r: np.ndarray) -> float:
