@@ -97,6 +97,11 @@ def test_evidence_keys():
     assert "effective_factor" in ev["low resolution"]
     assert {"robust_cutoff", "robust_limited", "rainfree_cutoff"} <= set(ev["low resolution"])
     assert {"dark_channel_smooth", "dark_channel_smooth_p10", "dark_channel_textured"} <= set(ev["haze"])
+    robust_ring = {"robust_ring_z", "robust_ring_radius", "robust_wide_ring_z", "robust_wide_ring_radius"}
+    assert robust_ring <= set(ev["defocus blur"])
+    fast = {d.kind: d.evidence for d in detect_all(photo("chelsea"), calibrated=False, model_inputs=False)}
+    assert not robust_ring & set(fast["defocus blur"])  # calibration-only evidence is skipped
+    assert all(fast[k] == {e: v for e, v in ev[k].items() if e in fast[k]} for k in KINDS)
 
 
 # --------------------------------------------------------------------------------- noise sigma
@@ -341,6 +346,15 @@ def test_textured_dark_channel_discounts_a_bright_flat_sky():
     clean, hazy = raw_evidence("camera")["haze"], raw_evidence("camera", ("haze", 3))["haze"]
     assert clean["dark_channel_textured"] < clean["dark_channel_smooth"] - 0.2  # the sky lifts the median only
     assert hazy["dark_channel_textured"] > clean["dark_channel_textured"] + 0.3
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "immunohistochemistry"])
+def test_robust_ring_sees_defocus_under_rain(name):
+    wet = raw_evidence(name, ("defocus blur", 3), ("rain", 3))["defocus blur"]  # disk r 4: ring at diameter 8
+    assert wet["robust_ring_z"] >= 1.5 and abs(wet["robust_ring_radius"] - 8.0) <= 1.0, wet
+    assert wet["ring_z"] < wet["robust_ring_z"] - 0.9  # the plain ring drowns in the streaks' spectrum
+    rain_only = raw_evidence(name, ("rain", 3))["defocus blur"]
+    assert rain_only["robust_ring_z"] < 1.1 and rain_only["robust_ring_z"] < wet["robust_ring_z"] - 0.8
 
 
 # ------------------------------------------------------------------------------------------ speed

@@ -153,3 +153,36 @@ def test_calibrated_verdicts_on_fresh_cases_beat_the_thresholds():
     n = len(FRESH) * len(KINDS)
     assert right_cal >= right_thr + 3, (right_cal, right_thr, n)
     assert right_cal >= 0.94 * n
+
+
+def test_cache_extension_equals_a_fresh_extraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``fit_perception --extend-from``: only the new evidence is measured, merged rows equal fresh ones."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import training.fit_perception as F
+    from benchmarks.perception import synthesize
+
+    base = crop("coffee", 160, 40, 90)
+    cases = [({"photo": "coffee", "view": "small", "spec": spec, "angles": None, "seed": i, "short": 160},
+              synthesize(base, spec, seed=i)) for i, spec in enumerate(({}, {"defocus blur": 3, "rain": 3}))]
+    monkeypatch.setattr(F, "photo_cases", lambda name, seed: iter(cases))
+    fresh, old, new = (tmp_path / d for d in ("fresh", "old", "new"))
+    for d in (fresh, old, new):
+        d.mkdir()
+    F.extract_photo(("coffee", 7, str(fresh)))
+    rows = [json.loads(x) for x in (fresh / "coffee_s7.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(set(F.NEW_EVIDENCE[k]) <= set(r["ev"][k]) for r in rows for k in F.NEW_EVIDENCE)
+    for r in rows:  # an older cache: the same cases without the new evidence
+        for k, keys in F.NEW_EVIDENCE.items():
+            for e in keys:
+                del r["ev"][k][e]
+    (old / "coffee_s7.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "extended" in F.extract_photo(("coffee", 7, str(new), str(old)))
+    def load(d: Path) -> list[dict]:
+        return [json.loads(x) for x in (d / "coffee_s7.jsonl").read_text().splitlines()]
+
+    assert load(new) == load(fresh)  # every value equal (key order aside)
+    rows[1]["spec"] = {"noise": 5}  # an older cache of other cases is refused, nothing written
+    (old / "coffee_s8.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(RuntimeError, match="differs"):
+        F.extract_photo(("coffee", 8, str(new), str(old)))
+    assert not (new / "coffee_s8.jsonl").exists()

@@ -11,7 +11,9 @@ Evidence (``Detection.evidence``; every kind also has ``score``, larger = worse,
   motion blur    motion_length (px, cepstral ray radius), motion_weight, ray_angle (deg), ray_excess,
                  anisotropy, cutoff_along / cutoff_across (cycles/px)
   defocus blur   defocus_radius (px, half the cepstral ring radius), ring_weight, ring_z, wide_ring_z /
-                 wide_ring_radius (strongest ring of diameter >= 8 px), cutoff
+                 wide_ring_radius (strongest ring of diameter >= 8 px), cutoff; noise-robust: robust_ring_z /
+                 robust_ring_radius, robust_wide_ring_z / _radius (the same rings of the many-tile spectrum of
+                 the rain-free luma; radii are cepstral, i.e. the disk's diameter)
   haze           dark_channel (median / airlight), dark_channel_p10, dark_channel_p2, airlight, contrast,
                  saturation (on a 64-px copy), smear_discount (grey images under strong motion blur);
                  noise-robust: dark_channel_smooth(_p10) (smoothed copy), dark_channel_textured (most textured
@@ -187,9 +189,25 @@ class _Analysis:
         out = S.robust_cutoff(gray, jpeg_grid=grid, strip=strip)
         out["rainfree_cutoff"] = out["robust_cutoff"]
         if strip is not None:  # rain: measure the scene between the streaks too
-            clean = M.streak_free(gray, strip, self.noise)
-            out["rainfree_cutoff"] = S.robust_cutoff(clean, jpeg_grid=grid, strip=strip)["robust_cutoff"]
+            out["rainfree_cutoff"] = S.robust_cutoff(self.rainfree_gray, jpeg_grid=grid, strip=strip)["robust_cutoff"]
         return out
+
+    @cached_property
+    def rainfree_gray(self) -> np.ndarray:
+        """:attr:`spectral_gray` with rain streaks replaced (:func:`measures.streak_free`); itself without rain."""
+        strip = self.rain_angle
+        return self.spectral_gray if strip is None else M.streak_free(self.spectral_gray, strip, self.noise)
+
+    @cached_property
+    def robust_ring(self) -> dict[str, float]:
+        """Defocus ring of the many-tile spectrum of :attr:`rainfree_gray` (:func:`spectral.tile_cepstral_shape`):
+        noise-robust, and rain streaks (added over the blurred scene, sharp) no longer hide the disk's zeros."""
+        if self.spectra is None:
+            return dict.fromkeys(("robust_ring_z", "robust_ring_radius", "robust_wide_ring_z",
+                                  "robust_wide_ring_radius"), 0.0)
+        cs = S.tile_cepstral_shape(self.rainfree_gray, jpeg_grid=self.jpeg["jpeg_quality_est"] > 0,
+                                   strip=self.rain_angle)
+        return {f"robust_{k}": v for k, v in cs.items()}
 
     @cached_property
     def blur(self) -> dict[str, float]:
@@ -313,7 +331,7 @@ def _defocus(a: _Analysis) -> Detection:
     b = a.blur
     score = b["defocus_radius"] * b["ring_weight"]
     ev = _blur_evidence(b, ("defocus_radius", "ring_weight", "ring_z", "wide_ring_z", "wide_ring_radius", "cutoff"))
-    return _grade("defocus blur", score, (2.0, 3.6, 5.0, 7.0), ev)
+    return _grade("defocus blur", score, (2.0, 3.6, 5.0, 7.0), ev | (a.robust_ring if a.model_inputs else {}))
 
 
 def _low_resolution(a: _Analysis) -> Detection:

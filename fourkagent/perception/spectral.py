@@ -224,6 +224,16 @@ def resampling_period(gray: np.ndarray) -> dict[str, float]:
     return {"resample_period": float(best_f), "resample_strength": float(best_s)}
 
 
+def _tiles(gray: np.ndarray, n: int, max_tiles: int) -> np.ndarray:
+    """Up to ``max_tiles`` half-overlapping ``n``² tiles spread evenly over ``gray``, each minus its mean (float64)."""
+    h, w = gray.shape
+    step = n // 2
+    pos = [(y, x) for y in range(0, h - n + 1, step) for x in range(0, w - n + 1, step)]
+    pos = [pos[i] for i in np.unique(np.linspace(0, len(pos) - 1, min(max_tiles, len(pos))).astype(int))]
+    tiles = np.stack([gray[y : y + n, x : x + n] for y, x in pos]).astype(np.float64)
+    return tiles - tiles.mean(axis=(1, 2), keepdims=True)
+
+
 def robust_cutoff(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None = None,
                   size: int = 128, max_tiles: int = 64) -> dict[str, float]:
     """Noise-robust isotropic cut-off: the whitened spectrum averaged over many half-overlapping tiles.
@@ -241,13 +251,10 @@ def robust_cutoff(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None
     n -= n % 2
     if n < 32:
         return {"robust_cutoff": 0.5, "robust_limited": 0.0}
-    step = n // 2
-    pos = [(y, x) for y in range(0, h - n + 1, step) for x in range(0, w - n + 1, step)]
-    pos = [pos[i] for i in np.unique(np.linspace(0, len(pos) - 1, min(max_tiles, len(pos))).astype(int))]
-    tiles = np.stack([gray[y : y + n, x : x + n] for y, x in pos]).astype(np.float64)
+    tiles = _tiles(gray, n, max_tiles)
     if n not in _HANN:
         _HANN[n] = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
-    tiles = (tiles - tiles.mean(axis=(1, 2), keepdims=True)) * _HANN[n]
+    tiles = tiles * _HANN[n]
     p = (np.abs(np.fft.fft2(tiles)) ** 2).mean(axis=0)
     f = np.fft.fftfreq(n)
     fy, fx = np.meshgrid(f, f, indexing="ij")
@@ -260,7 +267,7 @@ def robust_cutoff(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None
     m = valid & (rb < nb)
     cnt = np.bincount(rb[m], minlength=nb)
     prof = np.bincount(rb[m], p[m], minlength=nb) / np.maximum(cnt, 1)
-    se = prof / np.sqrt(np.maximum(cnt * len(pos) / 4.0, 1.0))  # overlapping Hann tiles: ~1/4 independent
+    se = prof / np.sqrt(np.maximum(cnt * len(tiles) / 4.0, 1.0))  # overlapping Hann tiles: ~1/4 independent
     fr = np.arange(nb) / n
     white = (prof - floor) * fr**2
     ref = float(white[1:5].mean())
@@ -276,3 +283,28 @@ def robust_cutoff(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None
             t = float(np.clip((a - 0.1) / max(a - b, 1e-12), 0.0, 1.0))
             return {"robust_cutoff": float(fr[i - 1] + t / n), "robust_limited": 0.0}
     return {"robust_cutoff": 0.5, "robust_limited": 0.0}
+
+
+def tile_cepstral_shape(gray: np.ndarray, jpeg_grid: bool = False, strip: float | None = None,
+                        size: int = 128, max_tiles: int = 64) -> dict[str, float]:
+    """:func:`cepstral_shape` of the power spectrum averaged over up to ``max_tiles`` half-overlapping tiles.
+
+    The white-noise floor is the median power at 0.42-0.5 cycles/px (as in :func:`robust_cutoff`); averaging
+    many tiles keeps a defocus disk's cepstral ring (its spectral zeros) measurable under noise. ``jpeg_grid`` /
+    ``strip`` as in :func:`cepstrum`. Ring radii are cepstral (the disk's diameter, px); on tiles under 96 px the
+    radii past the tile's half read zero. A plane under 48 px returns no ring (zeros).
+    """
+    h, w = gray.shape
+    n = min(size, h, w)
+    n -= n % 2
+    if n < 48:
+        return {"ring_z": 0.0, "ring_radius": 0.0, "wide_ring_z": 0.0, "wide_ring_radius": 0.0}
+    tiles = _tiles(gray, n, max_tiles)
+    tiles = tiles * np.outer(np.hanning(n), np.hanning(n))
+    p = (np.abs(np.fft.fft2(tiles)) ** 2).mean(axis=0)
+    f = np.fft.fftfreq(n)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    rad = np.hypot(fx, fy)
+    floor = float(np.median(p[(rad >= 0.42) & (rad <= 0.5)]))
+    cs = cepstral_shape(cepstrum(p, floor, jpeg_grid=jpeg_grid, strip=strip), exclude=strip)
+    return {k: cs[k] for k in ("ring_z", "ring_radius", "wide_ring_z", "wide_ring_radius")}
