@@ -11,9 +11,8 @@ Evidence (``Detection.evidence``; every kind also has ``score``, larger = worse,
   motion blur    motion_length (px, cepstral ray radius), motion_weight, ray_angle (deg), ray_excess,
                  anisotropy, cutoff_along / cutoff_across (cycles/px)
   defocus blur   defocus_radius (px, half the cepstral ring radius), ring_weight, ring_z, wide_ring_z /
-                 wide_ring_radius (strongest ring of diameter >= 8 px), cutoff; noise-robust: robust_ring_z /
-                 robust_ring_radius, robust_wide_ring_z / _radius (the same rings of the many-tile spectrum of
-                 the rain-free luma; radii are cepstral, i.e. the disk's diameter)
+                 wide_ring_radius (strongest ring of diameter >= 8 px), cutoff; noise-robust: robust_(wide_)ring_z
+                 / _radius (the same rings of the rain-free luma's many-tile spectrum; radii = the disk's diameter)
   haze           dark_channel (median / airlight), dark_channel_p10, dark_channel_p2, airlight, contrast,
                  saturation (on a 64-px copy), smear_discount (grey images under strong motion blur);
                  noise-robust: dark_channel_smooth(_p10) (smoothed copy), dark_channel_textured (most textured
