@@ -104,18 +104,17 @@ def _fr_metric_at(name: str, weights: str) -> Callable[..., Any]:
     return pyiqa.create_metric(name, device="cpu", pretrained_model_path=weights)
 
 
-def _fr_metric(name: str) -> Callable[..., Any]:
-    """pyiqa's ``name`` loading exactly the checked weight file (the backbone comes from the torch hub cache)."""
-    return _fr_metric_at(name, str(fr_files(name)[0]))
+def _fr_distance(name: str) -> Callable[[Image, Image], float]:
+    """pyiqa's ``name`` on 8-bit-quantised images, loading exactly the checked weight file (the backbone comes
+    from the torch hub cache)."""
+    metric = _fr_metric_at(name, str(fr_files(name)[0]))
+    return lambda out, ref: float(metric(_tensor(q8(out)), _tensor(q8(ref))).item())
 
 
 def fr_distance(name: str) -> Callable[[Image, Image], float] | None:
-    """``(image, truth) -> distance`` for pyiqa full-reference metric ``name`` on 8-bit-quantised images, or
-    None when its weights are not on disk (nothing is downloaded)."""
-    if fr_unavailable(name):
-        return None
-    metric = _fr_metric(name)
-    return lambda out, ref: float(metric(_tensor(q8(out)), _tensor(q8(ref))).item())
+    """``(image, truth) -> distance`` for pyiqa full-reference metric ``name``, or None when its weights are not
+    on disk (nothing is downloaded)."""
+    return None if fr_unavailable(name) else _fr_distance(name)
 
 
 def _tensor(img: Image) -> Any:
@@ -160,7 +159,7 @@ class Metrics:
         if ref is not None:
             res |= full_reference(out, ref, border)
             for m in self.fr:
-                res[m] = float(_fr_metric(m)(_tensor(q8(out)), _tensor(ref)).item())
+                res[m] = _fr_distance(m)(out, ref)
         nr_img = self._center(q8(out))
         res["niqe"] = niqe(nr_img)
         for m in self.nr:
