@@ -5,6 +5,15 @@
 saturation, with their published coefficients), locally minimum-filtered and guided-filter refined.
 Both estimate the atmospheric light from the haziest (brightest dark-channel) pixels and scale the
 correction by a haze gate (the darkest pixels are lifted by a veil): 0 leaves the image untouched.
+Both take their strength from the *sure veil* (:func:`veil`): the lower envelope of the dark channel
+over windows of 1/6 of the short side. The plain dark channel also counts a pale scene's own
+brightness as haze (bright walls, skin, stained tissue at light haze: over-dehazed by up to 8 dB);
+the envelope counts only what lifts every pixel around, and DCP adds back 15 % of the local excess
+for depth edges; CAP's scattering coefficient is fitted to the envelope instead of fixed at 1.
+Measured (16 photos at 192 px, ``degrade.haze`` levels 1..5, mean PSNR gain): DCP 7.26 → 9.07 dB
+(every level better; level 1: 1.98 → 5.06), CAP 5.20 → 6.59 dB (level 3 −0.2, the others better);
+on other depth maps (horizontal, step, radial, random) and a bluish airlight: DCP +0.2..+1.8 dB,
+CAP +0.3..+2.1 dB (a depth step loses up to 0.7 dB at mid levels: the veil is taken as smooth).
 Known limit: gray, low-contrast scenes without any dark pixel look hazy to both priors.
 """
 
@@ -34,12 +43,30 @@ def haze_gate(dark: np.ndarray, A: np.ndarray) -> float:
     return _smoothstep(float(np.percentile(dark, 1.0)) / float(A.mean()), 0.02, 0.10)
 
 
+def _min_filter(a: np.ndarray, size: int) -> np.ndarray:
+    """``size`` x ``size`` minimum filter (reflected borders)."""
+    if size <= 1:
+        return a
+    return cv2.erode(a, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)), borderType=cv2.BORDER_REFLECT)
+
+
 def dark_channel(img: Image, patch: int) -> np.ndarray:
     """Min over colour channels, then a ``patch`` x ``patch`` minimum filter."""
-    m = img.min(axis=2)
-    if patch <= 1:
-        return m
-    return cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch)), borderType=cv2.BORDER_REFLECT)
+    return _min_filter(img.min(axis=2), patch)
+
+
+VEIL_WINDOW = 6.0
+"""The veil (depth) is taken as smooth over windows of 1/this of the image's short side."""
+LOCAL_SHARE = 0.15
+"""Share of the dark channel's excess over the veil that DCP still counts as haze (depth edges)."""
+
+
+def veil(dark: np.ndarray) -> np.ndarray:
+    """The sure haze veil (1 - t) from a dark channel normalised by the airlight: its lower envelope over
+    windows of 1/``VEIL_WINDOW`` of the short side (minimum filter, then a box filter of the same size).
+    A scene's own pale surfaces lift the dark channel only where they are; a veil lifts every pixel."""
+    q = int(max(1, round(min(dark.shape[:2]) / VEIL_WINDOW)))
+    return np.clip(cv2.blur(_min_filter(dark, q), (q, q), borderType=cv2.BORDER_REFLECT), 0.0, 0.95)
 
 
 def airlight(img: Image, dark: np.ndarray) -> np.ndarray:
@@ -64,8 +91,9 @@ def _refine(img: Image, t: np.ndarray) -> np.ndarray:
     return F.fast_guided_filter(F.luma64(img).astype(np.float32), t.astype(np.float32), r, 1e-3)
 
 
-def dehaze_dcp(img: Image, omega: float = 0.9) -> Image:
-    """Dark-channel-prior dehazing with guided-filter transmission refinement."""
+def dehaze_dcp(img: Image, local_share: float = LOCAL_SHARE) -> Image:
+    """Dark-channel-prior dehazing: haze = the sure veil plus ``local_share`` of the dark channel's excess
+    over it, guided-filter refined."""
     img = np.asarray(img, np.float32)
     p = _patch(img)
     dark = dark_channel(img, p)
@@ -73,13 +101,16 @@ def dehaze_dcp(img: Image, omega: float = 0.9) -> Image:
     g = haze_gate(dark, A)
     if g <= 0.0:
         return img.copy()
-    t = 1.0 - omega * g * dark_channel(img / A, p)
+    dn = dark_channel(img / A, p)
+    v = veil(dn)
+    t = 1.0 - g * (v + local_share * (dn - v))
     t = _refine(img, t)
     return _recover(img, t, A)
 
 
 def dehaze_cap(img: Image) -> Image:
-    """Colour-attenuation-prior dehazing (linear depth model from value and saturation)."""
+    """Colour-attenuation-prior dehazing (linear depth model from value and saturation); the scattering
+    coefficient is the median over the image of ``-ln(1 - veil) / depth`` (pixels with depth > 0.2)."""
     img = np.asarray(img, np.float32)
     p = max(1, _patch(img) // 2)
     dark = dark_channel(img, p)
@@ -90,9 +121,10 @@ def dehaze_cap(img: Image) -> Image:
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
     v, s = hsv[..., 2], hsv[..., 1]
     depth = 0.121779 + 0.959710 * v - 0.780245 * s
-    depth = cv2.erode(depth, cv2.getStructuringElement(cv2.MORPH_RECT, (p, p)), borderType=cv2.BORDER_REFLECT)
-    depth = _refine(img, depth)
-    t = np.exp(-g * depth)
+    depth = np.maximum(_refine(img, _min_filter(depth, p)), 1e-3)
+    beta = -np.log1p(-veil(dark_channel(img / A, _patch(img)))) / depth
+    far = depth > 0.2
+    t = np.exp(-g * (float(np.median(beta[far])) if far.any() else 1.0) * depth)
     return _recover(img, t, A)
 
 
