@@ -12,7 +12,8 @@ from fourkagent import degrade
 from fourkagent.imaging import Image, as_image
 from fourkagent.nodes.execute import make_execute
 from fourkagent.profiles.loader import load_profile
-from fourkagent.scoring.sure import probe_sigma, ratio_to_db, sure_mse, sure_ratio
+from fourkagent.scoring import sure
+from fourkagent.scoring.sure import probe_sigma, ratio_to_db, sure_mse, sure_ratio, unclipped
 from fourkagent.state.artifacts import ArtifactStore
 from fourkagent.tools.registry import MAIN_REGISTRY
 
@@ -37,8 +38,26 @@ def test_sure_matches_the_true_error_of_linear_denoisers() -> None:
     for radius in (0.6, 1.0, 2.0):
         f = _blur(radius)
         out = f(noisy)
-        est, true = sure_mse(f, noisy, out, s), _true_mse(out)
+        keep = unclipped(out, s)  # the pixels SURE sums over
+        est, true = sure_mse(f, noisy, out, s), float(np.mean(((out - CLEAN) ** 2)[keep]))
         assert abs(est - true) < 0.1 * true, (radius, est, true)
+
+
+def test_sure_skips_pixels_whose_noise_was_clipped(monkeypatch) -> None:
+    """The astronaut's white suit clips σ 35 noise at 1: summed over every pixel SURE says the blur is perfect
+    (negative error); over the pixels well inside [0, 1] it matches the true error there."""
+    s = 35.0 / 255
+    noisy = degrade.add_noise(CLEAN, 35.0, seed=4)  # clipped to [0, 1]
+    f = _blur(1.0)
+    out = f(noisy)
+    keep = unclipped(out, s)
+    assert 0.2 < keep.mean() < 0.9
+    est, true = sure_mse(f, noisy, out, s), float(np.mean(((out - CLEAN) ** 2)[keep]))
+    assert abs(est - true) < 0.25 * true, (est, true)
+    monkeypatch.setattr(sure, "MIN_SHARE", 2.0)  # no margin qualifies: every pixel is summed
+    est_all = sure_mse(f, noisy, out, s)
+    assert abs(est_all - _true_mse(out)) > 0.5 * _true_mse(out)
+    assert abs(sure_ratio(lambda x: x.copy(), noisy, 35.0) - 1.0) < 1e-3  # doing nothing still scores σ² exactly
 
 
 def test_doing_nothing_has_ratio_one_and_ratios_rank_like_the_truth() -> None:
