@@ -66,16 +66,6 @@ def fast_guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float, m
     return a * (guide[..., None] if src.ndim == 3 else guide) + b
 
 
-def estimate_noise(y: np.ndarray) -> float:
-    """Noise standard deviation of a gray image (Immerkaer's Laplacian-difference estimator, MAD form)."""
-    y = np.asarray(y, np.float32)
-    if min(y.shape[:2]) < 3:
-        return 0.0
-    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-    r = cv2.filter2D(y, -1, k, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-    return float(np.median(np.abs(r)) * 1.4826 / 6.0)
-
-
 def luma64(img: np.ndarray) -> np.ndarray:
     """BT.601 luma as float64."""
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114

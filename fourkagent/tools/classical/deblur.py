@@ -4,10 +4,12 @@ Motion: a linear-motion PSF (length, angle) is estimated from the image cepstrum
 cepstral minimum, then matched-filter refinement). Defocus: a pillbox radius is found by matching
 the cepstrum of candidate disk PSFs. Deconvolution runs on a symmetric-padded, edge-tapered frame
 whose padding is re-estimated (unknown-boundary fill), with either a gradient-Tikhonov Wiener
-filter or half-quadratic TV. Motion: the regularisation weight grows with the PSF length and the
-estimated noise level. Defocus: it follows the noise measured at the frequencies the disk suppresses
-(:func:`psf_noise`), over a small floor growing with the radius -- noise-free blur is deconvolved almost
-exactly, 8-bit or noisy input keeps a stronger weight. When the blur evidence is weak (sharp image,
+filter or half-quadratic TV. The regularisation weight follows the noise measured at the frequencies
+the PSF suppresses (:func:`psf_noise`), over a small floor growing with the PSF size -- noise-free blur
+is deconvolved almost exactly, 8-bit or noisy input keeps a stronger weight (16 photos x 5 levels, mean
+gain of motion TV / Wiener: 6.03 / 5.56 -> 6.36 / 5.82 dB noise-free, 4.46 / 3.77 -> 4.76 / 4.08 dB on
+8-bit input, 3.31 / 2.90 -> 3.54 / 3.14 dB at sigma 1, against a Laplacian noise estimate that read
+texture as noise). When the blur evidence is weak (sharp image,
 unrelated degradation) the tools return the input unchanged.
 """
 
@@ -24,12 +26,6 @@ _MOTION_MIN_PEAK = 8.0
 _MOTION_SURE_MATCH = 0.5
 _MOTION_HALF_MATCH = 0.25
 _DISK_MIN_MATCH = 0.5
-
-
-def _noise_excess(img: Image) -> float:
-    """Estimated noise std above the level that texture alone produces on clean blurred images."""
-    n = F.estimate_noise(F.luma64(img).astype(np.float32))
-    return max(n - 0.0015, 0.0)
 
 
 def _finish(img: Image, out: np.ndarray) -> Image:
@@ -84,9 +80,9 @@ def motion_wiener(img: Image) -> Image:
     est = estimate_motion(img)
     if est is None:
         return img.copy()
-    length, angle = est
-    lam = 1.2e-5 * length**2 + 700.0 * _noise_excess(img) ** 2
-    return _finish(img, F.deconv_color(img, F.motion_psf(length, angle), lam))
+    k = F.motion_psf(*est)
+    lam = 1.2e-5 * est[0] ** 2 + 15.6 * psf_noise(img, k) ** 1.5
+    return _finish(img, F.deconv_color(img, k, lam))
 
 
 def motion_tv(img: Image) -> Image:
@@ -94,9 +90,9 @@ def motion_tv(img: Image) -> Image:
     est = estimate_motion(img)
     if est is None:
         return img.copy()
-    length, angle = est
-    lam = 1.5e-6 * length**2 + 0.2 * _noise_excess(img)
-    return _finish(img, F.deconv_color(img, F.motion_psf(length, angle), lam, "tv"))
+    k = F.motion_psf(*est)
+    lam = 1.5e-6 * est[0] ** 2 + 1.56 * psf_noise(img, k) ** 1.5
+    return _finish(img, F.deconv_color(img, k, lam, "tv"))
 
 
 def psf_noise(img: Image, k: np.ndarray, crop: int = 512) -> float:
