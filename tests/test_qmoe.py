@@ -150,6 +150,18 @@ def test_removed_signal_features_tell_noise_from_structure() -> None:
     assert _local_gain_spread(y, 0.5 + ramp * (y - 0.5)) > 0.2  # a depth-like (row-dependent) one does not
 
 
+def test_reblur_evidence_prefers_the_sharp_truth_over_blur_and_ringing() -> None:
+    blurred = degrade.motion_blur(CLEAN, 15, 30.0)
+    ref = reference(blurred, "motion deblurring")
+    assert ref.psf is not None and reference(blurred, "denoising").psf is None
+    at = {n: NAMES.index(n) for n in ("reblur_residual", "ringing")}
+    sharpened = np.clip(CLEAN + 1.5 * (CLEAN - cv2.GaussianBlur(CLEAN, (0, 0), 1.5)), 0, 1).astype(np.float32)
+    truth, none, ring = (features(c, ref) for c in (CLEAN, blurred, sharpened))
+    assert truth[at["reblur_residual"]] < none[at["reblur_residual"]] - 6.0  # the truth re-blurs to the input
+    assert ring[at["ringing"]] > truth[at["ringing"]] + 0.5  # halos leave the input's local range
+    assert features(CLEAN, reference(blurred, "denoising"))[[at["reblur_residual"], at["ringing"]]].tolist() == [0, 0]
+
+
 def test_scorer_inputs_match_the_shipped_model() -> None:
     ref = reference(degrade.darken(CLEAN, 0.3), "brightening")
     x, st = features(CLEAN, ref), state(ref)

@@ -34,7 +34,7 @@ def main() -> None:
     if args.corner:
         data = merge(data, load_or_generate(args.side, args.corner, corner=True, log=lambda s: print(s, flush=True)))
     cv = evaluate(*cross_validate(data))
-    model = {"version": 5, "features": list(NAMES), "state": list(STATE), "steps": fit_all(data), "cross_validation": cv,
+    model = {"version": 6, "features": list(NAMES), "state": list(STATE), "steps": fit_all(data), "cross_validation": cv,
              "photos": int(data["photo"].max() + 1), "rows": int(len(data["gain"])), "side": args.side}
     Path(args.out).write_text(json.dumps(model, indent=1))
     print("| step | cases | CV agreement | CV loss (dB) |\n|---|---|---|---|")

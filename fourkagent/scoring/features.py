@@ -5,6 +5,8 @@ SR), so the same model ranks candidates of any image; the model uses changes aga
 input itself. Exposure features (median, 99th percentile, clipped highlights) estimate whether a tone curve
 went too far; the removed signal's lag-1 autocorrelation tells noise removal (white) from structure
 removal, and the spread of the local contrast change tells a depth-dependent dehaze from a global stretch.
+For motion deblurring the kernel the tools estimate on the input gives two more: how well the candidate
+re-blurred explains the input, and how far it rings past the input's local range (0 for other steps).
 :func:`state` measures the step input alone (raw detector scores, exposure): the learned model's slopes may
 depend on it. Raw ``evidence["score"]`` values are used, never calibrated verdicts. Large images are
 measured on a central crop.
@@ -36,6 +38,7 @@ NAMES: tuple[str, ...] = (
     "lowpass_psnr", "removed_ratio", "leakage", "grad_ratio", "d_median_luma", "d_contrast", "clipped", "d_saturation",
     "exposure_error", "coarse_psnr", "hf_ratio", "white_point_error",
     "median_luma", "p99_luma", "highlights_clipped", "removed_autocorr", "local_gain_spread",
+    "reblur_residual", "ringing",
 )
 """Feature names, in vector order."""
 STATE: tuple[str, ...] = (
@@ -64,6 +67,8 @@ class Reference:
     niqe: float
     scores: dict[str, float]
     sigma: float
+    psf: np.ndarray | None = None
+    """Motion deblurring: the blur kernel estimated on the (cropped) input, for the re-blur evidence."""
 
 
 def detector_scores(img: Image) -> dict[str, float]:
@@ -82,7 +87,34 @@ def reference(inp: Image, step: str) -> Reference:
     )
     crop = _crop(base)
     scores = detector_scores(crop)
-    return Reference(step, base, niqe(base), scores, max(scores["noise"], 1.0))
+    return Reference(step, base, niqe(base), scores, max(scores["noise"], 1.0), _motion_psf(crop, step))
+
+
+def _motion_psf(crop: Image, step: str) -> np.ndarray | None:
+    """The motion kernel the deblurring tools would estimate (None for other steps, or without evidence)."""
+    if step != "motion deblurring":
+        return None
+    from fourkagent.tools.classical import _filters as F
+    from fourkagent.tools.classical.deblur import estimate_motion
+
+    est = estimate_motion(crop)
+    return None if est is None else F.motion_psf(*est).astype(np.float32)
+
+
+def _reblur_evidence(yb: np.ndarray, yo: np.ndarray, psf: np.ndarray | None) -> tuple[float, float]:
+    """Motion deblurring evidence of a candidate: how well it explains the input once re-blurred with the
+    input's kernel (RMS of ``psf * out − input`` away from the borders, dB of 0-255 units) and its ringing
+    (mean amount, 0-255, by which it leaves the input's local min-max range over the kernel's support).
+    (0, 0) without a kernel. Photo-grouped CV of the motion step: 0.34 → ~0.25 dB lost."""
+    if psf is None:
+        return 0.0, 0.0
+    m = max(psf.shape) + 2
+    if min(yb.shape) <= 4 * m:
+        return 0.0, 0.0
+    res = (cv2.filter2D(yo, -1, psf, borderType=cv2.BORDER_REFLECT) - yb)[m:-m, m:-m]
+    box = np.ones((m, m), np.uint8)
+    over = np.maximum(yo - cv2.dilate(yb, box), 0.0) + np.maximum(cv2.erode(yb, box) - yo, 0.0)
+    return float(20.0 * np.log10(np.sqrt(np.mean(res * res)) * 255.0 + 1e-2)), float(np.mean(over)) * 255.0
 
 
 def sure_feature(ratio: np.ndarray | float) -> np.ndarray:
@@ -166,5 +198,6 @@ def features(out: Image, ref: Reference) -> np.ndarray:
         float(np.mean(peak_o >= 0.995)) * 20.0,
         _autocorr(removed) if removed.std() > 1e-6 else 0.0,
         _local_gain_spread(yb, yo),
+        *_reblur_evidence(yb, yo, ref.psf),
     ]
     return np.nan_to_num(np.asarray(vec, np.float64), nan=0.0, posinf=6.0, neginf=-6.0)
