@@ -258,7 +258,8 @@ def deconv_color(img: np.ndarray, k: np.ndarray, lam: float, method: str = "wien
 # --------------------------------------------------------------------------- blind PSF estimation
 
 
-def _center_crop(y: np.ndarray, size: int) -> np.ndarray:
+def center_crop(y: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` window of a gray image (all of it along a shorter side)."""
     h, w = y.shape
     sh, sw = min(h, size), min(w, size)
     t, l = (h - sh) // 2, (w - sw) // 2
@@ -273,7 +274,7 @@ def _cepstrum(y: np.ndarray) -> np.ndarray:
     return sfft.irfft2(np.log(mag + 1e-3 * mag.mean() + 1e-12), s=(h, w), workers=_WORKERS)
 
 
-class _CepstrumMatcher:
+class CepstrumMatcher:
     """Normalised correlation between an image cepstrum and the cepstra of candidate PSFs.
 
     ``log|Y| = log|X| + log|K|``: a PSF leaves its own cepstrum in the image's; the natural-image
@@ -323,7 +324,7 @@ def estimate_motion_psf(
     correlation (about 0.1 on sharp photos, 0.4-0.95 on motion-blurred ones). With
     ``refine=False`` only the integer cepstral estimate is returned (``match`` = 0).
     """
-    y = _center_crop(np.asarray(y, np.float64), crop)
+    y = center_crop(np.asarray(y, np.float64), crop)
     h, w = y.shape
     if min(h, w) < 32:
         return 0.0, 0.0, 0.0, 0.0
@@ -346,7 +347,7 @@ def estimate_motion_psf(
     if not refine:
         return length0, angle0, float(peak_z), 0.0
     # matched-filter refinement on a smaller crop
-    match = _CepstrumMatcher(_center_crop(y, 256 if length0 < 40 else 384))
+    match = CepstrumMatcher(center_crop(y, 256 if length0 < 40 else 384))
 
     def score(length: float, angle: float) -> float:
         return match(motion_psf(length, angle), 2.5 * length + 5.0)
@@ -369,10 +370,10 @@ def estimate_disk_radius(y: np.ndarray, r_max: float = 12.0, crop: int = 256) ->
     Coarse search over radii 0.5..r_max (0.25 px) then 0.05 px around the best; ``match`` is the
     normalised correlation (about 0.2-0.35 on sharp photos, 0.7-0.9 on disk-blurred ones).
     """
-    y = _center_crop(np.asarray(y, np.float64), crop)
+    y = center_crop(np.asarray(y, np.float64), crop)
     if min(y.shape) < 32:
         return 0.0, 0.0
-    match = _CepstrumMatcher(y)
+    match = CepstrumMatcher(y)
 
     def score(rad: float) -> float:
         return match(disk_psf(rad), 4.0 * rad + 6.0)
