@@ -1,7 +1,10 @@
 """Fit the perception calibration model shipped in ``fourkagent/data/perception_model.json``.
 
 Data: every free real photo (``fourkagent.photos.photo_sources`` plus the benchmark's skimage photos; not
-``cell``, natively soft microscopy, nor skimage's ``clock``, which is motion-blurred), each seen as 4 views:
+``cell``, natively soft microscopy, nor skimage's ``clock``, which is motion-blurred), skimage's ``page``,
+``text`` and ``microaneurysms`` (training only), and six photos bundled in pinned PyPI packages
+(``fourkagent.package_photos``: scipy's raccoon, imgaug's quokka, mahotas' portrait and micrograph, facexlib's
+two test portraits; downloaded with pip on first use, hash-checked), 26 photos, each seen as 4 views:
 a random crop of up to 512 px at native scale, a 256-px crop, a 256-px crop of the half-size photo, and a small 96-200 px crop. On every view: the clean image, every degradation
 at all 5 levels, random pairs and triples (benchmark capture order; half of the cases with a random
 motion-blur / rain direction), plus plain pixel-size down-scales. Ground truth: present iff level >= 3;
@@ -29,8 +32,8 @@ haze evidence: haze F1 0.864 -> 0.862 (with one training seed 0.874 -> 0.892, no
 
 Usage: nice python training/fit_perception.py [--cache DIR] [--extend-from OLD_CACHE] [--jobs 2] [--extract-only]
 [--out MODEL.json]
-Run time on this machine (2 shared cores, others working): extraction 10-15 min per seed (3 seeds x 17 photos x 246 cases =
-12546 cases), fitting + 5-fold CV 2-16 min depending on load. Deterministic (fixed seeds; random_state 0).
+Run time on this machine (2 shared cores): extraction 10-15 min per seed for 17 photos (3 seeds x 26 photos x
+246 cases = 19188 cases), fitting + 5-fold CV 2-16 min depending on load. Deterministic (fixed seeds; random_state 0).
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import resize  # noqa: E402
 from fourkagent.perception.calibration import FEATURES, VETO_BELOW, feature_matrix, save_model  # noqa: E402
 from fourkagent.perception.detectors import KINDS, _Analysis, detect_all  # noqa: E402
+from fourkagent.package_photos import package_photo_sources  # noqa: E402
 from fourkagent.photos import SKIMAGE_PHOTOS, decode, photo_sources  # noqa: E402
 
 TINY_SIDE = 133  # short sides up to this are "low resolution" by the detectors' tiny-image rule
+TRAINING_ONLY = ("page", "text", "microaneurysms")
+"""scikit-image photos used only for training: pale, flat pages and a fundus image are haze's hard negatives."""
 EXCLUDED = ("cell",)  # natively soft microscopy: its "clean" version is genuinely low resolution (label noise)
 DEFAULT_CACHE = "/tmp/fourk_perception_features_v3"  # v3: v2 + the defocus robust_ring_* evidence
 PREVIOUS_CACHE = "/tmp/fourk_perception_features_v2"  # extended by --extend-from (only the new keys are measured)
@@ -73,9 +79,9 @@ VETO_GRID = (VETO_BELOW, 0.3, 0.4, 0.5)
 
 
 def all_photos() -> dict:
-    """Every photo loader used for training, by name."""
-    names = tuple(n for n in dict.fromkeys((*BENCH_PHOTOS, *SKIMAGE_PHOTOS)) if n not in EXCLUDED)
-    return photo_sources(names)
+    """Every photo loader used for training, by name (the package photos are downloaded on first use)."""
+    names = tuple(n for n in dict.fromkeys((*BENCH_PHOTOS, *SKIMAGE_PHOTOS, *TRAINING_ONLY)) if n not in EXCLUDED)
+    return photo_sources(names) | package_photo_sources()
 
 
 def views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
