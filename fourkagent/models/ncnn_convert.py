@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fourkagent.context import default_cache_dir  # noqa: F401 (re-exported)
+from fourkagent.context import default_cache_dir
 from fourkagent.models.ncnn_format import NcnnLayer, parse_param, read_weights  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fourkagent.context import default_cache_dir
 from fourkagent.models.ncnn_convert import (
     PackageWeightsUnavailable,
-    default_cache_dir,
     files_sha256,
     package_root,
     run_ncnn,

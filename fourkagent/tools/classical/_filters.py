@@ -291,6 +291,10 @@ class CepstrumMatcher:
         self.delta = delta
         self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    def motion(self, length: float, angle: float) -> float:
+        """Match of a linear-motion PSF (annulus out to ``2.5 * length + 5`` px)."""
+        return self(motion_psf(length, angle), 2.5 * length + 5.0)
+
     def _mask(self, r_max: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.cy.shape
         key = int(np.ceil(min(r_max, min(h, w) / 2.0 - 1.0)))
@@ -348,17 +352,13 @@ def estimate_motion_psf(
         return length0, angle0, float(peak_z), 0.0
     # matched-filter refinement on a smaller crop
     match = CepstrumMatcher(center_crop(y, 256 if length0 < 40 else 384))
-
-    def score(length: float, angle: float) -> float:
-        return match(motion_psf(length, angle), 2.5 * length + 5.0)
-
     best = (-np.inf, length0, angle0)
     for length in np.arange(max(length0 - 1.2, 1.5), length0 + 1.21, 0.1):
-        s = score(float(length), angle0)
+        s = match.motion(float(length), angle0)
         if s > best[0]:
             best = (s, float(length), angle0)
     for angle in np.arange(angle0 - 2.0, angle0 + 2.01, 0.25):
-        s = score(best[1], float(angle))
+        s = match.motion(best[1], float(angle))
         if s > best[0]:
             best = (s, best[1], float(angle))
     return best[1], best[2] % 180.0, float(peak_z), float(best[0])

@@ -63,8 +63,7 @@ def _half_agrees(part: np.ndarray, length: float, angle: float, match: float) ->
         return True
     if match < _MOTION_SURE_MATCH:
         return False
-    model = F.CepstrumMatcher(F.center_crop(part, 256))
-    return model(F.motion_psf(length, angle), 2.5 * length + 5.0) >= _MOTION_HALF_MATCH
+    return F.CepstrumMatcher(F.center_crop(part, 256)).motion(length, angle) >= _MOTION_HALF_MATCH
 
 
 def estimate_defocus(img: Image) -> float | None:
