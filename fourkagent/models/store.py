@@ -371,6 +371,15 @@ def listing(model_dir: str | os.PathLike[str] | None = None) -> list[dict[str, A
         rows.append({"name": i.name, "kind": "model", "category": i.category, "scale": i.scale, "arch": i.arch,
                      "licence": "user file", "file": i.path.name, "approx_mb": round(i.path.stat().st_size / 2**20, 1),
                      "installed": i.problem is None, "path": str(i.path), "problem": i.problem, "note": "not in the catalogue"})
+    from fourkagent.models import npm
+
+    for n in npm.NPM_MODELS.values():
+        reason = npm.unavailable_reason(n.name)
+        rows.append({"name": n.name, "kind": "npm", "category": n.category, "scale": 1, "arch": "MAXIM",
+                     "licence": n.licence, "file": n.file_name, "source": n.spec, "approx_mb": n.approx_mb,
+                     "installed": reason is None, "path": str(npm.converted_path(n.name)),
+                     "problem": None if reason is None or "not pulled" in reason else reason,
+                     "note": f"trained on {n.trained_on}"})
     for m in METRICS:
         dest = metric_path(m)
         rows.append({"name": m.metric, "kind": "metric", "category": "metric", "scale": 1, "arch": m.cache,

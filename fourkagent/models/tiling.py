@@ -92,6 +92,8 @@ def tiled_forward(
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
     _, _, h, w = x.shape
     param = next(iter(module.parameters()), None)
+    if param is None:  # a module holding only buffers (converted graphs)
+        param = next((b for b in module.buffers() if b.is_floating_point()), None)
     device, dtype = (x.device, x.dtype) if param is None else (param.device, param.dtype)
     if device.type == "cpu":
         set_cpu_threads(threads)

@@ -26,17 +26,33 @@ def step_category(step: str) -> str:
     return "super-resolution" if step.startswith("super-resolution") else step
 
 
-def select_tools(registry: ToolRegistry, step: str, profile: Profile, long_side: int) -> tuple[list[Tool], list[str]]:
-    """Tools for a step under a profile, and the names Fast4K dropped."""
+def predicted_seconds(tool: Tool, size: tuple[int, int]) -> float | None:
+    """The tool's measured cost for an input of ``size`` (h, w), where its ``seconds_per_mp`` is known."""
+    per_mp = tool.spec.seconds_per_mp
+    return None if per_mp is None else per_mp * size[0] * size[1] * tool.spec.scale**2 / 1e6
+
+
+def select_tools(
+    registry: ToolRegistry, step: str, profile: Profile, size: tuple[int, int]
+) -> tuple[list[Tool], list[str]]:
+    """Tools for a step on an image of ``size`` (h, w) under a profile, and the names Fast4K dropped: slow
+    tools when the long side reaches the profile's threshold (the reference's rule), and slow tools whose
+    predicted cost exceeds the profile's step budget at any size."""
     tools = registry.for_step(step_category(step), step_scale(step), profile.priority)
     if not tools:
         tools = registry.for_step(step_category(step), step_scale(step))
-    dropped: list[str] = []
-    if profile.fast4k and long_side >= profile.fast4k_side_threshold:
-        dropped = [t.name for t in tools if t.spec.slow]
-        kept = [t for t in tools if not t.spec.slow]
-        tools = kept or tools[:1]
-    return tools, dropped
+    if not profile.fast4k:
+        return tools, []
+
+    def too_costly(t: Tool) -> bool:
+        if not t.spec.slow:
+            return False
+        cost = predicted_seconds(t, size)
+        return max(size) >= profile.fast4k_side_threshold or (cost is not None and cost > profile.fast4k_step_seconds)
+
+    kept = [t for t in tools if not too_costly(t)]
+    dropped = [t.name for t in tools if too_costly(t)]
+    return (kept or tools[:1]), (dropped if kept else dropped[1:])
 
 
 def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
@@ -81,7 +97,7 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
         store = store_of(state)
         node = state["tree"][state["cursor"]]
         img = store.get(node["artifact"])
-        tools, dropped = select_tools(registry, step, profile, max(img.shape[:2]))
+        tools, dropped = select_tools(registry, step, profile, img.shape[:2])
         tools, skipped = prefer_by_experience(tools, step, state)
         candidates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []

@@ -49,6 +49,9 @@ class Profile(BaseModel):
     )
     fast4k: bool = Field(False, validation_alias=_alias("fast4k", "Fast4K"))
     fast4k_side_threshold: int = Field(1024, ge=1, validation_alias=_alias("fast4k_side_threshold", "Fast4kSideThres"))
+    fast4k_step_seconds: float = Field(30.0, gt=0, validation_alias=_alias("fast4k_step_seconds"))
+    """Fast4K also drops a slow expert whose measured cost (seconds per output megapixel on 2 CPU cores × the
+    step's output megapixels) exceeds this, whatever the input's side."""
     with_rollback: bool = True
     scorer: str = Field("offline", validation_alias=_alias("scorer", "Reflection"))
     """offline (default, no downloads) | paper (HPSv2.1 + NR-IQA mix; reference name hpsv2+metric)

@@ -51,6 +51,9 @@ class ToolSpec:
     """For SR: which profile priority (fidelity/perception) includes this tool."""
     weights: str | None = None
     """Name of the weights file it needs, if any."""
+    seconds_per_mp: float | None = None
+    """Measured CPU cost (2 cores) per output megapixel, where known; Fast4K drops a slow tool whose
+    predicted cost for a step exceeds the profile's ``fast4k_step_seconds``."""
 
 
 class DuplicateToolError(FourKError, ValueError):
