@@ -21,3 +21,12 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+# The MAXIM experts (real-noise, real-blur, rain, haze, low-light models) and ESRGAN-thick come from the npm
+# registry through the npm client and are converted to torch once (~600 MB download, ~1 min); without npm or network the other tools
+# still work and `4kagent tools` says how to pull them later.
+MAXIM_DIR="${FOURKAGENT_CACHE:-$HOME/.cache/fourkagent}/weights"
+if [ "$(ls "$MAXIM_DIR"/maxim-*-0.1.0.safetensors "$MAXIM_DIR"/esrgan-thick-x*-1.0.0.safetensors 2>/dev/null | wc -l)" -lt 9 ]; then
+  echo "pulling the MAXIM and ESRGAN experts (npm) ..." >&2
+  "$VENV/bin/4kagent" models pull --npm -q >&2 \
+    || echo "note: MAXIM experts not pulled (no npm or offline); run '4kagent models pull --npm' later" >&2
+fi

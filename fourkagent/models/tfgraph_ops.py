@@ -177,6 +177,16 @@ def _shape(x: Sequence[torch.Tensor], a: Attrs) -> torch.Tensor:
     return torch.tensor(list(x[0].shape), dtype=torch.int64)
 
 
+def _depth_to_space(x: Sequence[torch.Tensor], a: Attrs) -> torch.Tensor:
+    """TensorFlow's NHWC DepthToSpace: ``out[b, h*s+i, w*s+j, c] = in[b, h, w, (i*s+j)*C + c]``."""
+    if a.get("data_format", "NHWC") != "NHWC":
+        raise UnsupportedOpError(f"DepthToSpace data_format {a['data_format']}")
+    t, s = x[0], int(a["block_size"])
+    n, h, w, cs = t.shape
+    c = cs // (s * s)
+    return t.reshape(n, h, w, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, c)
+
+
 OPS: dict[str, OpFn] = {
     "Identity": lambda x, a: x[0],
     "Add": _binary(torch.add),
@@ -201,6 +211,7 @@ OPS: dict[str, OpFn] = {
     "Floor": _unary(torch.floor),
     "Exp": _unary(torch.exp),
     "Tanh": _unary(torch.tanh),
+    "Relu": _unary(torch.relu),
     "Rsqrt": _unary(torch.rsqrt),
     "Reciprocal": _unary(torch.reciprocal),
     "Square": _unary(torch.square),
@@ -221,5 +232,6 @@ OPS: dict[str, OpFn] = {
     "Einsum": lambda x, a: torch.einsum(a["equation"], *x),
     "Conv2D": _conv2d,
     "Conv2DBackpropInput": _conv2d_backprop_input,
+    "DepthToSpace": _depth_to_space,
 }
 """Every op the executor implements."""

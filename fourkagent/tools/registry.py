@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fourkagent.models import diffusion_tools
-from fourkagent.tools import maxim, packaged, pretrained, trained
+from fourkagent.tools import npm, packaged, pretrained, trained
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.classical import brighten, deblur, dehaze, denoise, derain, jpeg, oldphoto, sr
 
 TOOL_MODULES = (
-    sr, pretrained, diffusion_tools, denoise, brighten, deblur, dehaze, derain, jpeg, oldphoto, packaged, trained, maxim,
+    sr, pretrained, diffusion_tools, denoise, brighten, deblur, dehaze, derain, jpeg, oldphoto, packaged, trained, npm,
 )
 """Every module contributing tools, in registry order (ties in Q-MoE go to the earlier tool)."""
 

@@ -1,4 +1,4 @@
-"""npm-packaged TF.js graph models (MAXIM): the graph executor, pulling (integrity, npm missing, --from),
+"""npm-packaged TF.js models (MAXIM graph models, ESRGAN-thick layers models): the graph executor, pulling (integrity, npm missing, --from),
 agreement of the real converted MAXIM with TensorFlow's executor, tiling, tools and the Fast4K cost rule."""
 
 from __future__ import annotations
@@ -237,10 +237,29 @@ def test_real_maxim_denoising_agrees_with_tensorflow() -> None:
     assert np.abs(ref["output"] - x).mean() > 0.01  # the reference really changed the image
 
 
+def test_real_esrgan_thick_agrees_with_tensorflow() -> None:
+    """Reference: the layers model built from TensorFlow 2.21 ops (``benchmarks/tfjs_reference.py``) on the
+    package's own fixture crop, stored in tests/data."""
+    _pulled("esrgan-thick-x4")
+    ref = np.load(DATA / "esrgan_thick_x4_tf_reference.npz")
+    x = ref["input"].astype(np.float32) / 255.0
+    with torch.inference_mode():
+        y = npm.load("esrgan-thick-x4")(torch.from_numpy(x)[None]).numpy()[0]
+    assert y.shape == (x.shape[0] * 4, x.shape[1] * 4, 3)
+    assert np.abs(y - ref["output"]).max() <= 1e-4
+
+
+def test_depth_to_space_is_tensorflows() -> None:
+    x = torch.arange(1 * 2 * 3 * 12, dtype=torch.float32).reshape(1, 2, 3, 12)  # s=2, C=3
+    y = OPS["DepthToSpace"]([x], {"block_size": 2})
+    for h, w, i, j, c in ((1, 2, 1, 0, 2), (0, 0, 0, 1, 1), (1, 1, 1, 1, 0)):
+        assert y[0, h * 2 + i, w * 2 + j, c] == x[0, h, w, (i * 2 + j) * 3 + c]
+
+
 def test_maxim_tool_denoises_any_size_and_tiles_without_seams() -> None:
     from fourkagent import degrade
     from fourkagent.imaging import psnr
-    from fourkagent.models.maxim import Maxim
+    from fourkagent.models.nhwc import NHWCModel
     from fourkagent.models.tiling import run_model
     from fourkagent.tools.registry import MAIN_REGISTRY
     from conftest import photo
@@ -253,8 +272,9 @@ def test_maxim_tool_denoises_any_size_and_tiles_without_seams() -> None:
     out = tool(noisy)
     assert out.shape == noisy.shape
     assert psnr(out, clean) > psnr(noisy, clean) + 5.0
-    whole = run_model(Maxim(npm.load("maxim-denoising")), noisy, 1, tile=None)
-    tiled = run_model(Maxim(npm.load("maxim-denoising")), noisy, 1, tile=64, overlap=32)
+    net = NHWCModel(npm.load("maxim-denoising"), 64)
+    whole = run_model(net, noisy, 1, tile=None)
+    tiled = run_model(net, noisy, 1, tile=64, overlap=32)
     assert psnr(tiled, clean) > psnr(whole, clean) - 0.3  # tiles cost no quality
     seam_rows = np.abs(np.diff(tiled, axis=0)).mean(axis=(1, 2))
     assert seam_rows.max() < 3 * np.median(seam_rows) + 0.02  # no row jumps out where tiles meet
@@ -266,9 +286,10 @@ def test_tools_list_maxim_with_cost(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tools", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     for tool in ("denoise_maxim", "deblur_motion_maxim", "derain_maxim", "dehaze_maxim_outdoor",
-                 "dehaze_maxim_indoor", "brighten_maxim", "retouch_maxim"):
-        assert rows[tool]["slow"] and rows[tool]["seconds_per_mp"] > 0
-        assert rows[tool]["available"] or "models pull maxim-" in rows[tool]["reason"]
+                 "dehaze_maxim_indoor", "brighten_maxim", "retouch_maxim", "sr_esrgan_thick_x4", "sr_esrgan_thick_x2"):
+        assert rows[tool]["seconds_per_mp"] > 0
+        assert rows[tool]["available"] or "4kagent models pull" in rows[tool]["reason"]
+    assert rows["sr_esrgan_thick_x4"]["scale"] == 4 and rows["sr_esrgan_thick_x4"]["preference"] == "perception"
 
 
 def test_fast4k_drops_slow_experts_by_cost_of_the_step() -> None:

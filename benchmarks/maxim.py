@@ -1,0 +1,154 @@
+"""Where the MAXIM experts (npm, converted to torch) win: per category, on realistic degradations of photos
+no model here was trained on, against every current expert of that category; plus seconds per megapixel,
+and (``--agreement``) the converted graphs' agreement with TensorFlow's own executor.
+
+    python benchmarks/maxim.py [--photos N] [--size 256] [--write benchmarks/maxim_notes.md]
+    python benchmarks/maxim.py --agreement --tf-python /path/to/python-with-tensorflow --tarballs DIR
+
+Photos: ``training/train_restorers.py``'s held-out set (astronaut, coffee, chelsea, camera, grace_hopper;
+the trained restorers never saw them, MAXIM was trained on SIDD/GoPro/Rain13K/RESIDE/LOL/FiveK), centre
+crops. Degradations: :mod:`fourkagent.degrade_real`. The table is written by this script, not by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+
+from fourkagent import degrade_real as dr  # noqa: E402
+from fourkagent.bench.metrics import ssim  # noqa: E402
+from fourkagent.imaging import Image, psnr  # noqa: E402
+from fourkagent.models import npm  # noqa: E402
+from fourkagent.tools.registry import MAIN_REGISTRY  # noqa: E402
+
+Degrade = Callable[[Image, int], Image]
+CASES: dict[str, list[tuple[str, Degrade]]] = {
+    "denoising": [("sensor noise, 60 photons + JPEG q90", lambda im, s: dr.sensor_noise(im, 60, seed=s)),
+                  ("sensor noise, 20 photons + JPEG q90", lambda im, s: dr.sensor_noise(im, 20, seed=s))],
+    "motion deblurring": [("camera shake 9 px", lambda im, s: dr.camera_shake(im, 9, seed=s)),
+                          ("camera shake 17 px", lambda im, s: dr.camera_shake(im, 17, seed=s))],
+    "dehazing": [("depth haze β 1.0", lambda im, s: dr.depth_haze(im, 1.0, seed=s)),
+                 ("depth haze β 2.0", lambda im, s: dr.depth_haze(im, 2.0, seed=s))],
+    "deraining": [("streak rain 0.3 %", lambda im, s: dr.streak_rain(im, 0.003, seed=s)),
+                  ("streak rain 0.6 %", lambda im, s: dr.streak_rain(im, 0.006, seed=s))],
+    "brightening": [("low light ×0.15 + noise", lambda im, s: dr.low_light(im, 0.15, seed=s)),
+                    ("low light ×0.06 + noise", lambda im, s: dr.low_light(im, 0.06, seed=s))],
+}
+
+
+def photos(n: int, size: int) -> dict[str, Image]:
+    """Centre crops of the held-out photos (grey ones as RGB)."""
+    from train_restorers import held_out_photos
+
+    out = {}
+    for name, img in list(held_out_photos().items())[:n]:
+        h, w = img.shape[:2]
+        s = min(size, h, w)
+        out[name] = np.ascontiguousarray(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+    return out
+
+
+def value_table(n_photos: int, size: int) -> list[str]:
+    """One markdown row per (category, degradation)."""
+    rows = ["| category | degradation (cases) | MAXIM expert | PSNR gain | SSIM gain | best current expert | "
+            "PSNR gain | SSIM gain | MAXIM wins | s/MP MAXIM | s/MP current |", "|" + "---|" * 11]
+    imgs = photos(n_photos, size)
+    for category, cases in CASES.items():
+        tools = [t for t in MAIN_REGISTRY.for_step(category)]
+        new = [t for t in tools if t.name.endswith(("_maxim", "_maxim_indoor", "_maxim_outdoor"))]
+        old = [t for t in tools if t not in new]
+        if not new:
+            rows.append(f"| {category} | – | not pulled | | | | | | | | |")
+            continue
+        for label, fn in cases:
+            gains: dict[str, list[tuple[float, float]]] = {t.name: [] for t in tools}
+            secs: dict[str, float] = {t.name: 0.0 for t in tools}
+            for i, (name, clean) in enumerate(imgs.items()):
+                bad = fn(clean, i)
+                base = (psnr(bad, clean), ssim(bad, clean))
+                for t in tools:
+                    t0 = time.perf_counter()
+                    out = t(bad)
+                    secs[t.name] += time.perf_counter() - t0
+                    gains[t.name].append((psnr(out, clean) - base[0], ssim(out, clean) - base[1]))
+            mean = {k: np.mean(v, axis=0) for k, v in gains.items()}
+            best_new = max(new, key=lambda t: mean[t.name][0])
+            best_old = max(old, key=lambda t: mean[t.name][0])
+            wins = sum(a[0] > b[0] for a, b in zip(gains[best_new.name], gains[best_old.name]))
+            mp = len(imgs) * size * size / 1e6
+            rows.append(f"| {category} | {label} ({len(imgs)}) | {best_new.name} | {mean[best_new.name][0]:+.2f} dB | "
+                        f"{mean[best_new.name][1]:+.3f} | {best_old.name} | {mean[best_old.name][0]:+.2f} dB | "
+                        f"{mean[best_old.name][1]:+.3f} | {wins}/{len(imgs)} | {secs[best_new.name] / mp:.0f} | "
+                        f"{secs[best_old.name] / mp:.1f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def agreement_table(tf_python: str, tarballs: Path, size: int) -> list[str]:
+    """Max/mean |torch − TensorFlow| per model on a degraded held-out crop (``size``², a multiple of 64)."""
+    rows = ["| model | input | max abs diff | mean abs diff | mean change made by the model |", "|---|---|---|---|---|"]
+    script = Path(__file__).with_name("tfjs_reference.py")
+    img = next(iter(photos(1, size).values()))
+    for name, entry in npm.NPM_MODELS.items():
+        tgz = next(iter(tarballs.glob(f"*{name}-{entry.version}.tgz")), None)
+        if tgz is None or npm.unavailable_reason(name):
+            rows.append(f"| {name} | – | not available | | |")
+            continue
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            with tarfile.open(tgz) as tar:
+                tar.extractall(d, filter="data")
+            x = dr.sensor_noise(img, 40, seed=1) if "denois" in name else img
+            np.save(d / "in.npy", x)
+            subprocess.run([tf_python, str(script), str(d / "package" / entry.model_dir), str(d / "in.npy"),
+                            str(d / "out.npy")], check=True, capture_output=True)
+            ref = np.load(d / "out.npy")
+        with torch.inference_mode():
+            ours = npm.load(name)(torch.from_numpy(x)[None]).numpy()[0]
+        diff = np.abs(ours - ref)
+        rows.append(f"| {name} | {size}² held-out crop | {diff.max():.2e} | {diff.mean():.2e} | {np.abs(ref - x).mean():.3f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print (and optionally write) the tables."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=5)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--agreement", action="store_true", help="compare with TensorFlow instead of the value table")
+    ap.add_argument("--tf-python", help="a Python interpreter with tensorflow-cpu installed")
+    ap.add_argument("--tarballs", type=Path, help="folder with the npm tarballs (npm pack NAME@VERSION)")
+    ap.add_argument("--write", type=Path, help="append the table to this markdown file")
+    args = ap.parse_args(argv)
+    if args.agreement:
+        if not (args.tf_python and args.tarballs):
+            ap.error("--agreement needs --tf-python and --tarballs")
+        title = f"Agreement with TensorFlow 2.21's GraphDef executor ({args.size}² held-out crop)"
+        rows = agreement_table(args.tf_python, args.tarballs, args.size)
+    else:
+        title = f"MAXIM vs the current experts ({args.photos} held-out photos, {args.size}² crops, 2 CPU cores)"
+        rows = value_table(args.photos, args.size)
+    text = f"\n### {title}\n\n" + "\n".join(rows) + "\n"
+    print(text)
+    if args.write:
+        with args.write.open("a", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Realistic degradations (beside :mod:`fourkagent.degrade`'s textbook ones), for benchmarks and fitting.
+
+- :func:`sensor_noise`: a camera pipeline in miniature — linear light, RGGB Bayer mosaic, Poisson shot
+  noise + Gaussian read noise per photosite, demosaicing (which correlates the noise across channels and
+  neighbours), gamma, and JPEG at camera quality.
+- :func:`camera_shake`: blur by a random hand-shake trajectory (a smoothed random walk), plus mild noise.
+- :func:`depth_haze`: scattering with a depth map that varies across the frame (a random smooth
+  far-to-near field), not a global ramp.
+- :func:`low_light`: exposure cut in linear light with shot and read noise at the dark levels.
+
+Every function takes and returns float32 HxWx3 RGB in [0, 1] and is deterministic for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fourkagent.degrade import convolve, jpeg, rain
+from fourkagent.imaging import Image, as_image
+
+GAMMA = 2.2
+
+
+def _mosaic_noise(linear: np.ndarray, photons: float, read: float, rng: np.random.Generator) -> np.ndarray:
+    """Bayer-sample linear RGB, add shot (``photons`` at full scale) and read noise, demosaic; linear out."""
+    h, w = linear.shape[:2]
+    h2, w2 = h - h % 2, w - w % 2
+    lin = linear[:h2, :w2]
+    bayer = np.empty((h2, w2), np.float32)
+    bayer[0::2, 0::2] = lin[0::2, 0::2, 0]  # R
+    bayer[0::2, 1::2] = lin[0::2, 1::2, 1]  # G
+    bayer[1::2, 0::2] = lin[1::2, 0::2, 1]  # G
+    bayer[1::2, 1::2] = lin[1::2, 1::2, 2]  # B
+    shot = rng.poisson(np.clip(bayer, 0, 1) * photons).astype(np.float32) / photons
+    raw = np.clip(shot + rng.normal(0.0, read, bayer.shape).astype(np.float32), 0.0, 1.0)
+    rgb = cv2.cvtColor((raw * 65535).astype(np.uint16), cv2.COLOR_BayerBG2RGB).astype(np.float32) / 65535
+    out = linear.copy()
+    out[:h2, :w2] = rgb
+    return out
+
+
+def sensor_noise(img: Image, photons: float = 60.0, read: float = 0.01, quality: int = 90, seed: int = 0) -> Image:
+    """Smartphone-like noise: fewer ``photons`` = noisier; JPEG at ``quality`` (``0`` skips it)."""
+    rng = np.random.default_rng(seed)
+    linear = np.power(np.clip(img, 0, 1), GAMMA)
+    noisy = np.power(_mosaic_noise(linear, photons, read, rng), 1 / GAMMA)
+    out = as_image(noisy)
+    return jpeg(out, quality) if quality else out
+
+
+def shake_kernel(length: float, seed: int = 0, size: int | None = None) -> np.ndarray:
+    """A camera-shake PSF: a random walk with inertia spanning about ``length`` pixels, drawn sub-pixel."""
+    rng = np.random.default_rng(seed)
+    steps = 64
+    vel = rng.normal(0, 1, 2)
+    pts = [np.zeros(2)]
+    for _ in range(steps):
+        vel = 0.85 * vel + rng.normal(0, 0.6, 2)
+        pts.append(pts[-1] + vel)
+    p = np.array(pts)
+    p -= p.mean(axis=0)
+    extent = max(np.ptp(p[:, 0]), np.ptp(p[:, 1]), 1e-6)
+    p *= length / extent
+    k = size or int(np.ceil(length)) | 1
+    k = max(k, 3) | 1
+    kernel = np.zeros((k, k), np.float32)
+    c = k // 2
+    for x, y in p:  # bilinear splat of each trajectory sample
+        x0, y0 = int(np.floor(x + c)), int(np.floor(y + c))
+        fx, fy = x + c - x0, y + c - y0
+        for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= y0 + dy < k and 0 <= x0 + dx < k:
+                kernel[y0 + dy, x0 + dx] += wgt
+    return kernel / max(float(kernel.sum()), 1e-8)
+
+
+def camera_shake(img: Image, length: float = 15.0, noise: float = 2.0, seed: int = 0) -> Image:
+    """Blur by :func:`shake_kernel` in linear light, then Gaussian noise of ``noise`` (0-255 units)."""
+    rng = np.random.default_rng(seed + 1)
+    linear = np.power(np.clip(img, 0, 1), GAMMA)
+    blurred = np.power(np.clip(convolve(linear, shake_kernel(length, seed)), 0, 1), 1 / GAMMA)
+    return as_image(blurred + rng.normal(0, noise / 255, img.shape).astype(np.float32))
+
+
+def depth_map(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A smooth depth field in [0.2, 1] (1 = far): a tilted ground plane plus low-frequency variation."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    tilt = np.linspace(1.0, 0.2, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
+    coarse = cv2.resize(rng.random((4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    d = 0.7 * tilt + 0.3 * coarse
+    return np.clip((d - d.min()) / max(np.ptp(d), 1e-6) * 0.8 + 0.2, 0.2, 1.0)
+
+
+def depth_haze(img: Image, beta: float = 1.5, airlight: float = 0.85, seed: int = 0) -> Image:
+    """I = J t + A (1 - t), t = exp(-beta · depth) over :func:`depth_map`, with a slightly tinted airlight."""
+    rng = np.random.default_rng(seed)
+    t = np.exp(-beta * depth_map(img.shape[:2], seed))[..., None]
+    a = np.clip(airlight + rng.normal(0, 0.03, 3), 0.5, 1.0).astype(np.float32)
+    return as_image(img * t + a * (1 - t))
+
+
+def low_light(img: Image, exposure: float = 0.1, photons: float = 400.0, read: float = 0.004, seed: int = 0) -> Image:
+    """Under-exposure by ``exposure`` in linear light with sensor noise at the resulting low signal."""
+    rng = np.random.default_rng(seed)
+    linear = np.power(np.clip(img, 0, 1), GAMMA) * exposure
+    return as_image(np.power(_mosaic_noise(linear, photons, read, rng), 1 / GAMMA))
+
+
+def streak_rain(img: Image, density: float = 0.004, seed: int = 0) -> Image:
+    """Rain streaks of mixed lengths and a shared slant, with a slight veil."""
+    rng = np.random.default_rng(seed)
+    angle = float(rng.uniform(60, 80))
+    out = rain(img, density * 0.6, length=int(rng.integers(11, 17)), angle=angle, seed=seed)
+    out = rain(out, density * 0.4, length=int(rng.integers(21, 31)), angle=angle + 3, seed=seed + 1)
+    return as_image(0.92 * out + 0.08 * 0.8)

@@ -1,0 +1,105 @@
+"""Experts from npm packages, converted to torch (:mod:`fourkagent.models.npm`): MAXIM trained on real
+degradations (SIDD noise, GoPro blur, Rain13K, RESIDE haze, LOL low light, FiveK retouch) and
+ESRGAN-thick ×2/×4 (idealo's RRDN, a perceptual SR model).
+
+Each tool is unavailable (with the pull command as reason) until ``4kagent models pull`` ran; the
+README's set-up pulls them. They run tiled on the current device; ``seconds_per_mp`` (per output
+megapixel on two CPU cores) was measured on 256² inputs (MAXIM: 44–79 s/MP; tiling a 512² image adds
+about 15 %) and 192² inputs (ESRGAN ×4: 3.8, ×2: 14.9), and Fast4K drops a slow expert
+where a step would cost more than the profile's step budget.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from fourkagent.devices import ModelCache
+from fourkagent.errors import MissingWeightsError
+from fourkagent.imaging import Image
+from fourkagent.tools.base import Category, Preference, Tool, ToolSpec
+
+if TYPE_CHECKING:
+    from fourkagent.models.nhwc import NHWCModel
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tool: str
+    model: str
+    """Key of :data:`fourkagent.models.npm.NPM_MODELS`."""
+    what: str
+    seconds_per_mp: float
+    preference: Preference = "both"
+
+
+_ENTRIES: tuple[_Entry, ...] = (
+    _Entry("denoise_maxim", "maxim-denoising", "MAXIM trained on real sensor noise (SIDD)", 80.0),
+    _Entry("deblur_motion_maxim", "maxim-deblurring", "MAXIM trained on real camera-shake blur (GoPro)", 85.0),
+    _Entry("derain_maxim", "maxim-deraining", "MAXIM trained on rain streaks (Rain13K)", 50.0),
+    _Entry("dehaze_maxim_outdoor", "maxim-dehazing-outdoor", "MAXIM trained on outdoor haze (RESIDE OTS)", 50.0),
+    _Entry("dehaze_maxim_indoor", "maxim-dehazing-indoor", "MAXIM trained on indoor haze (RESIDE ITS)", 50.0),
+    _Entry("brighten_maxim", "maxim-enhancement", "MAXIM trained on real low light (LOL)", 50.0),
+    _Entry("retouch_maxim", "maxim-retouching", "MAXIM trained on global tone/colour retouch (MIT-Adobe FiveK)", 50.0),
+    _Entry("sr_esrgan_thick_x4", "esrgan-thick-x4", "ESRGAN-thick ×4 (idealo RRDN, perceptual, DIV2K)", 4.0,
+           "perception"),
+    _Entry("sr_esrgan_thick_x2", "esrgan-thick-x2", "ESRGAN-thick ×2 (idealo RRDN, perceptual, DIV2K)", 15.0,
+           "perception"),
+)
+
+_loaded = ModelCache()
+
+
+def _availability(model: str) -> str | None:
+    """Why the model cannot run here, or ``None`` (cheap: no torch import)."""
+    for module in ("torch", "safetensors"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install {module})"
+    from fourkagent.models.npm import unavailable_reason
+
+    return unavailable_reason(model)
+
+
+def get_model(model: str) -> NHWCModel:
+    """The converted model on the current device (fp32), loaded once per process and device.
+
+    Raises:
+        MissingWeightsError: not pulled, or torch/safetensors missing.
+        DeviceError: the requested device is not available.
+    """
+    reason = _availability(model)
+    if reason:
+        raise MissingWeightsError(f"npm model unavailable: {reason}")
+    from fourkagent.models.nhwc import MAXIM_MULTIPLE, NHWCModel
+    from fourkagent.models.npm import find, load
+
+    entry = find(model)
+    multiple = MAXIM_MULTIPLE if entry.arch == "MAXIM" else 1
+    return _loaded.load(model, lambda: NHWCModel(load(model), multiple, entry.scale), supports_half=False)
+
+
+def _run(model: str, img: Image) -> Image:
+    from fourkagent.models.nhwc import MAXIM_OVERLAP, MAXIM_TILE
+    from fourkagent.models.npm import find
+    from fourkagent.models.tiling import run_model
+
+    entry = find(model)
+    if entry.arch == "MAXIM":
+        return run_model(get_model(model), img, 1, tile=MAXIM_TILE, overlap=MAXIM_OVERLAP)
+    return run_model(get_model(model), img, entry.scale)
+
+
+def _tool(e: _Entry) -> Tool:
+    from fourkagent.models.npm import NPM_MODELS
+
+    m = NPM_MODELS[e.model]
+    category: Category = m.category
+    spec = ToolSpec(e.tool, category, f"{e.what}; npm {m.spec} converted to torch", scale=m.scale, backend="torch",
+                    slow=True, preference=e.preference, weights=f"npm:{e.model}", seconds_per_mp=e.seconds_per_mp)
+    return Tool(spec, partial(_run, e.model), partial(_availability, e.model))
+
+
+TOOLS: list[Tool] = [_tool(e) for e in _ENTRIES]
+"""Every npm expert (unavailable ones say which pull command brings them)."""
