@@ -50,20 +50,20 @@ def sensor_noise(img: Image, photons: float = 60.0, read: float = 0.01, quality:
 
 
 def shake_kernel(length: float, seed: int = 0, size: int | None = None) -> np.ndarray:
-    """A camera-shake PSF: a random walk with inertia spanning about ``length`` pixels, drawn sub-pixel."""
+    """A camera-shake PSF: a random walk with inertia spanning ``length`` pixels, drawn sub-pixel, its centroid
+    at the kernel's centre (the sharp image stays registered with the blurred one, as for a mid-exposure frame)."""
     rng = np.random.default_rng(seed)
-    steps = 64
+    steps = 48
     vel = rng.normal(0, 1, 2)
     pts = [np.zeros(2)]
-    for _ in range(steps):
-        vel = 0.85 * vel + rng.normal(0, 0.6, 2)
+    for _ in range(steps):  # strong inertia: smooth arcs, as hand shake over one exposure mostly is
+        vel = 0.95 * vel + rng.normal(0, 0.25, 2)
         pts.append(pts[-1] + vel)
     p = np.array(pts)
     p -= p.mean(axis=0)
     extent = max(np.ptp(p[:, 0]), np.ptp(p[:, 1]), 1e-6)
     p *= length / extent
-    k = size or int(np.ceil(length)) | 1
-    k = max(k, 3) | 1
+    k = max(size or int(np.ceil(length)) + 3, 3) | 1  # room for the whole trajectory: nothing is clipped
     kernel = np.zeros((k, k), np.float32)
     c = k // 2
     for x, y in p:  # bilinear splat of each trajectory sample

@@ -313,3 +313,40 @@ def test_fast4k_drops_slow_experts_by_cost_of_the_step() -> None:
     assert [t.name for t in tools] == ["heavy"] and dropped == []
     no_fast = profile.model_copy(update={"fast4k": False})
     assert len(select_tools(reg, "denoising", no_fast, (2000, 2000))[0]) == 2
+
+
+def test_sure_is_kept_for_white_noise_and_dropped_for_sensor_noise() -> None:
+    from conftest import photo
+
+    from fourkagent import degrade, degrade_real
+    from fourkagent.scoring.sure import WHITE_RATIO_MAX, noise_whiteness, white_sigma
+
+    clean = np.ascontiguousarray(photo("chelsea")[40:296, 100:356])
+    gauss = degrade.add_noise(clean, 25, seed=1)
+    sensor = degrade_real.sensor_noise(clean, 20, seed=1)
+    assert noise_whiteness(gauss) < WHITE_RATIO_MAX < noise_whiteness(sensor)
+    assert white_sigma(gauss) == pytest.approx(25, abs=3) and white_sigma(sensor) is None
+
+
+def test_restore_picks_maxim_on_sensor_noise(tmp_path: Path) -> None:
+    """A denoising step on Bayer-pipeline sensor noise: SURE is not used (the noise is not white), Q-MoE's
+    features pick MAXIM, and the result is far better than the input against the clean photo."""
+    from conftest import load_u8, photo, write
+
+    from fourkagent import degrade_real
+    from fourkagent.imaging import psnr
+    from fourkagent.runner import run
+
+    _pulled("maxim-denoising")
+    clean = np.ascontiguousarray(photo("chelsea")[60:188, 150:278])
+    noisy = degrade_real.sensor_noise(clean, 20, seed=1)
+    src = write(tmp_path, "noisy.png", noisy)
+    profile = {"name": "Denoise-F", "upscale_to_4k": False, "require_sr_size": 1, "priority": "fidelity",
+               "face_restore": False, "user_plan": ["denoising"]}
+    res = run(str(src), str(tmp_path / "out.png"), profile)
+    report = json.loads(Path(res["report_path"]).read_text())
+    (step,) = report["trajectory"]
+    assert step["step"] == "denoising" and step["tool"] == "denoise_maxim"
+    assert all("sure_ratio" not in c for c in step["candidates"])
+    out = load_u8(Path(res["output_path"]))
+    assert psnr(out, clean) > psnr(noisy, clean) + 3.0

@@ -12,7 +12,7 @@ from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
-from fourkagent.scoring.sure import SURE_STEPS, probe_sigma, sure_ratio
+from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
 from fourkagent.state.schema import State
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
@@ -57,10 +57,10 @@ def select_tools(
 
 def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
     """The noise std SURE assumes for this step's candidates; None where it is not measured (other
-    steps, or the paper's scorer, which does not use it)."""
+    steps, the paper's scorer, which does not use it, or noise too correlated for SURE's white-noise model)."""
     if step not in SURE_STEPS or profile.scorer in SCORERS:
         return None
-    return probe_sigma(img)
+    return white_sigma(img)
 
 
 def sure_entry(tool: Callable[[Image], Image], img: Image, out: Image, sigma: float | None) -> dict[str, float]:
