@@ -9,7 +9,8 @@ and (``--agreement``) the converted graphs' agreement with TensorFlow's own exec
 Photos: ``training/train_restorers.py``'s held-out set (astronaut, coffee, chelsea, camera, grace_hopper;
 the trained restorers never saw them, MAXIM was trained on SIDD/GoPro/Rain13K/RESIDE/LOL/FiveK), centre
 crops. Degradations: :mod:`fourkagent.degrade_real` (and a linear motion blur, the kind GoPro's frame
-averaging makes). The table is written by this script, not by hand.
+averaging makes). The last columns: the mean gain of the candidate the shipped Q-MoE picks (fidelity
+priority) with and without the MAXIM experts among the candidates, and how often it picks MAXIM. The table is written by this script, not by hand.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
 from fourkagent import degrade, degrade_real as dr  # noqa: E402
 from fourkagent.bench.metrics import rgb_ssim as ssim  # noqa: E402
-from fourkagent.imaging import Image, psnr  # noqa: E402
+from fourkagent.imaging import Image, psnr, resize  # noqa: E402
 from fourkagent.models import npm  # noqa: E402
 from fourkagent.tools.registry import MAIN_REGISTRY  # noqa: E402
 
@@ -63,33 +64,53 @@ def photos(n: int, size: int) -> dict[str, Image]:
     return out
 
 
+def qmoe_pick(step: str, inp: Image, tools: list, outs: list[Image]) -> int:
+    """Index of the candidate the shipped Q-MoE (fidelity priority) picks, SURE measured as execute does."""
+    from fourkagent.scoring.qmoe import score_candidates
+    from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
+
+    sigma = white_sigma(inp) if step in SURE_STEPS else None
+    ratios = None if sigma is None else [sure_ratio(t, inp, sigma, out=o) for t, o in zip(tools, outs)]
+    scores = score_candidates(outs, inp, step, "fidelity", ratios, [t.name for t in tools])
+    return int(np.argmax([s.score for s in scores]))
+
+
 def value_table(n_photos: int, size: int) -> list[str]:
     """One markdown row per (category, degradation)."""
     rows = ["| category | degradation (cases) | MAXIM expert | PSNR gain | SSIM gain | best current expert | "
-            "PSNR gain | SSIM gain | MAXIM wins |", "|" + "---|" * 9]
+            "PSNR gain | SSIM gain | MAXIM wins | Q-MoE pick, with MAXIM | Q-MoE pick, without | MAXIM picked |",
+            "|" + "---|" * 12]
     imgs = photos(n_photos, size)
     for category, cases in CASES.items():
         tools = [t for t in MAIN_REGISTRY.for_step(category)]
         new = [t for t in tools if t.name.endswith(("_maxim", "_maxim_indoor", "_maxim_outdoor"))]
         old = [t for t in tools if t not in new]
         if not new:
-            rows.append(f"| {category} | – | not pulled | | | | | | |")
+            rows.append(f"| {category} | – | not pulled | | | | | | | | | |")
             continue
         for label, fn in cases:
             gains: dict[str, list[tuple[float, float]]] = {t.name: [] for t in tools}
+            picks: dict[bool, list[float]] = {True: [], False: []}
+            maxim_picked = 0
             for i, (name, clean) in enumerate(imgs.items()):
                 bad = fn(clean, i)
                 base = (psnr(bad, clean), ssim(bad, clean))
-                for t in tools:
-                    out = t(bad)
+                outs = [t(bad) for t in tools]
+                for t, out in zip(tools, outs):
                     gains[t.name].append((psnr(out, clean) - base[0], ssim(out, clean) - base[1]))
+                for with_new in (True, False):
+                    idx = [k for k, t in enumerate(tools) if with_new or t not in new]
+                    k = idx[qmoe_pick(category, bad, [tools[j] for j in idx], [outs[j] for j in idx])]
+                    picks[with_new].append(gains[tools[k].name][-1][0])
+                    maxim_picked += with_new and tools[k] in new
             mean = {k: np.mean(v, axis=0) for k, v in gains.items()}
             best_new = max(new, key=lambda t: mean[t.name][0])
             best_old = max(old, key=lambda t: mean[t.name][0])
             wins = sum(a[0] > b[0] for a, b in zip(gains[best_new.name], gains[best_old.name]))
             rows.append(f"| {category} | {label} ({len(imgs)}) | {best_new.name} | {mean[best_new.name][0]:+.2f} dB | "
                         f"{mean[best_new.name][1]:+.3f} | {best_old.name} | {mean[best_old.name][0]:+.2f} dB | "
-                        f"{mean[best_old.name][1]:+.3f} | {wins}/{len(imgs)} |")
+                        f"{mean[best_old.name][1]:+.3f} | {wins}/{len(imgs)} | {np.mean(picks[True]):+.2f} dB | "
+                        f"{np.mean(picks[False]):+.2f} dB | {maxim_picked}/{len(imgs)} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -114,13 +135,16 @@ def speed_table(size: int) -> list[str]:
     return rows
 
 
-def agreement_table(tf_python: str, tarballs: Path, size: int) -> list[str]:
+def agreement_table(tf_python: str, tarballs: Path, size: int, only: list[str] | None = None) -> list[str]:
     """Max/mean |torch − TensorFlow| per model on a degraded held-out crop (``size``², a multiple of 64)."""
-    rows = ["| model | input | max abs diff | mean abs diff | mean change made by the model |", "|---|---|---|---|---|"]
+    rows = ["| model | input | max abs diff | mean abs diff | mean change made by the model (SR: vs bicubic) |", "|---|---|---|---|---|"]
     script = Path(__file__).with_name("tfjs_reference.py")
     img = next(iter(photos(1, size).values()))
     for name, entry in npm.NPM_MODELS.items():
-        tgz = next(iter(tarballs.glob(f"*{name}-{entry.version}.tgz")), None)
+        if only and name not in only:
+            continue
+        packed = entry.package.lstrip("@").replace("/", "-")  # npm pack's file name
+        tgz = next(iter(tarballs.glob(f"{packed}-{entry.version}.tgz")), None)
         if tgz is None or npm.unavailable_reason(name):
             rows.append(f"| {name} | – | not available | | |")
             continue
@@ -131,6 +155,8 @@ def agreement_table(tf_python: str, tarballs: Path, size: int) -> list[str]:
             with tarfile.open(tgz) as tar:
                 tar.extractall(d, filter="data")
             x = dr.sensor_noise(img, 40, seed=1) if "denois" in name else img
+            if entry.scale > 1:
+                x = np.ascontiguousarray(x[: size // 4, : size // 4])
             np.save(d / "in.npy", x)
             subprocess.run([tf_python, str(script), str(d / "package" / entry.model_dir), str(d / "in.npy"),
                             str(d / "out.npy")], check=True, capture_output=True)
@@ -138,7 +164,8 @@ def agreement_table(tf_python: str, tarballs: Path, size: int) -> list[str]:
         with torch.inference_mode():
             ours = npm.load(name)(torch.from_numpy(x)[None]).numpy()[0]
         diff = np.abs(ours - ref)
-        rows.append(f"| {name} | {size}² held-out crop | {diff.max():.2e} | {diff.mean():.2e} | {np.abs(ref - x).mean():.3f} |")
+        base = x if entry.scale == 1 else resize(x, (ref.shape[1], ref.shape[0]), "cubic")
+        rows.append(f"| {name} | {x.shape[0]}² held-out crop | {diff.max():.2e} | {diff.mean():.2e} | {np.abs(ref - base).mean():.3f} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -152,13 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", action="store_true", help="seconds per megapixel instead of the value table")
     ap.add_argument("--tf-python", help="a Python interpreter with tensorflow-cpu installed")
     ap.add_argument("--tarballs", type=Path, help="folder with the npm tarballs (npm pack NAME@VERSION)")
+    ap.add_argument("--models", nargs="*", help="only these npm models (agreement)")
     ap.add_argument("--write", type=Path, help="append the table to this markdown file")
     args = ap.parse_args(argv)
     if args.agreement:
         if not (args.tf_python and args.tarballs):
             ap.error("--agreement needs --tf-python and --tarballs")
         title = f"Agreement with TensorFlow 2.21's GraphDef executor ({args.size}² held-out crop)"
-        rows = agreement_table(args.tf_python, args.tarballs, args.size)
+        rows = agreement_table(args.tf_python, args.tarballs, args.size, args.models)
     elif args.speed:
         title = f"Seconds per output megapixel (2 CPU cores, {args.size}² input)"
         rows = speed_table(args.size)

