@@ -10,7 +10,8 @@ Photos: ``training/train_restorers.py``'s held-out set (astronaut, coffee, chels
 the trained restorers never saw them, MAXIM was trained on SIDD/GoPro/Rain13K/RESIDE/LOL/FiveK), centre
 crops. Degradations: :mod:`fourkagent.degrade_real` (and a linear motion blur, the kind GoPro's frame
 averaging makes). The last columns: the mean gain of the candidate the shipped Q-MoE picks (fidelity
-priority) with and without the MAXIM experts among the candidates, and how often it picks MAXIM. The table is written by this script, not by hand.
+priority, among the tools a fidelity profile's step gets) with and without the MAXIM experts among the
+candidates, and how often it picks MAXIM. The table is written by this script, not by hand.
 """
 
 from __future__ import annotations
@@ -75,15 +76,18 @@ def qmoe_pick(step: str, inp: Image, tools: list, outs: list[Image]) -> int:
     return int(np.argmax([s.score for s in scores]))
 
 
-def value_table(n_photos: int, size: int) -> list[str]:
+def value_table(n_photos: int, size: int, only: list[str] | None = None) -> list[str]:
     """One markdown row per (category, degradation)."""
     rows = ["| category | degradation (cases) | MAXIM expert | PSNR gain | SSIM gain | best current expert | "
             "PSNR gain | SSIM gain | MAXIM wins | Q-MoE pick, with MAXIM | Q-MoE pick, without | MAXIM picked |",
             "|" + "---|" * 12]
     imgs = photos(n_photos, size)
     for category, cases in CASES.items():
+        if only and category not in only:
+            continue
         tools = [t for t in MAIN_REGISTRY.for_step(category)]
         new = [t for t in tools if t.name.endswith(("_maxim", "_maxim_indoor", "_maxim_outdoor"))]
+        fidelity = MAIN_REGISTRY.for_step(category, preference="fidelity")
         old = [t for t in tools if t not in new]
         if not new:
             rows.append(f"| {category} | – | not pulled | | | | | | | | | |")
@@ -98,8 +102,8 @@ def value_table(n_photos: int, size: int) -> list[str]:
                 outs = [t(bad) for t in tools]
                 for t, out in zip(tools, outs):
                     gains[t.name].append((psnr(out, clean) - base[0], ssim(out, clean) - base[1]))
-                for with_new in (True, False):
-                    idx = [k for k, t in enumerate(tools) if with_new or t not in new]
+                for with_new in (True, False):  # the candidates a fidelity profile's step gets
+                    idx = [k for k, t in enumerate(tools) if (with_new or t not in new) and t in fidelity]
                     k = idx[qmoe_pick(category, bad, [tools[j] for j in idx], [outs[j] for j in idx])]
                     picks[with_new].append(gains[tools[k].name][-1][0])
                     maxim_picked += with_new and tools[k] in new
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tf-python", help="a Python interpreter with tensorflow-cpu installed")
     ap.add_argument("--tarballs", type=Path, help="folder with the npm tarballs (npm pack NAME@VERSION)")
     ap.add_argument("--models", nargs="*", help="only these npm models (agreement)")
+    ap.add_argument("--categories", nargs="*", help="only these categories (value table)")
     ap.add_argument("--write", type=Path, help="append the table to this markdown file")
     args = ap.parse_args(argv)
     if args.agreement:
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = speed_table(args.size)
     else:
         title = f"MAXIM vs the current experts ({args.photos} held-out photos, {args.size}² crops, 2 CPU cores)"
-        rows = value_table(args.photos, args.size)
+        rows = value_table(args.photos, args.size, args.categories)
     text = f"\n### {title}\n\n" + "\n".join(rows) + "\n"
     print(text)
     if args.write:

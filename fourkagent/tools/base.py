@@ -48,7 +48,8 @@ class ToolSpec:
     slow: bool = False
     """Dropped by Fast4K when the current image's long side is at or above the profile threshold."""
     preference: Preference = "both"
-    """For SR: which profile priority (fidelity/perception) includes this tool."""
+    """Which profile priority (fidelity/perception) includes this tool (SR scales, and restoration experts
+    that only suit one priority)."""
     weights: str | None = None
     """Name of the weights file it needs, if any."""
     seconds_per_mp: float | None = None
