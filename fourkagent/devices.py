@@ -169,6 +169,12 @@ def autocast_dtype(model: Any = None, *, supports_half: bool | None = None,
     return torch.float16 if dev.type == "cuda" and ok and half_allowed() else torch.float32
 
 
+def float_tensor(module: Any) -> torch.Tensor | None:
+    """The module's first floating-point parameter, else buffer (converted graphs hold buffers only), else None."""
+    buffers = getattr(module, "buffers", tuple)  # spandrel-like wrappers expose parameters() only
+    return next((t for t in (*module.parameters(), *buffers()) if t.is_floating_point()), None)
+
+
 def place(model: Any, *, supports_half: bool | None = None) -> tuple[Any, torch.device, torch.dtype]:
     """Move a module or spandrel descriptor to the current device and dtype; returns it, the device and dtype."""
     import torch
@@ -177,9 +183,8 @@ def place(model: Any, *, supports_half: bool | None = None) -> tuple[Any, torch.
     dtype = autocast_dtype(model, supports_half=supports_half, device=dev)
     model = model.to(dev)
     current = getattr(model, "dtype", None)
-    if current is None:  # a plain module; converted graphs hold buffers only
-        floats = (t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
-        current = next(floats, torch.empty(0)).dtype
+    if current is None:  # a plain module
+        current = getattr(float_tensor(model), "dtype", torch.float32)
     if dtype != current:
         model = model.half() if dtype == torch.float16 else model.float()
     return model, dev, dtype

@@ -22,13 +22,18 @@ TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> bytes:
+    """The raw ``algorithm`` (hashlib name) digest of a file, read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    return h.digest()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return file_digest(path, "sha256", chunk).hex()
 
 
 def expected_sha256(path: str | os.PathLike[str], sha256: str | None = None) -> str | None:

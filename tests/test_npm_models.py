@@ -350,3 +350,14 @@ def test_restore_picks_maxim_on_sensor_noise(tmp_path: Path) -> None:
     assert all("sure_ratio" not in c for c in step["candidates"])
     out = load_u8(Path(res["output_path"]))
     assert psnr(out, clean) > psnr(noisy, clean) + 3.0
+
+
+def test_entries_of_one_package_convert_from_one_download(tiny_entry: tuple[str, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two catalogue entries of the same package (as ESRGAN-thick ×2 and ×4): one pull converts both."""
+    name, tgz = tiny_entry
+    first = npm.NPM_MODELS[name]
+    twin = npm.NpmModel("tiny-twin", first.package, first.version, first.integrity, "denoising", "nothing", 0.01)
+    monkeypatch.setitem(npm.NPM_MODELS, twin.name, twin)
+    npm.pull(name, tgz)
+    assert npm.unavailable_reason(twin.name) is None

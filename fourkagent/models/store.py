@@ -374,11 +374,11 @@ def listing(model_dir: str | os.PathLike[str] | None = None) -> list[dict[str, A
     from fourkagent.models import npm
 
     for n in npm.NPM_MODELS.values():
-        reason = npm.unavailable_reason(n.name)
+        reason, path = npm.unavailable_reason(n.name), npm.converted_path(n.name)
         rows.append({"name": n.name, "kind": "npm", "category": n.category, "scale": n.scale, "arch": n.arch,
                      "licence": n.licence, "file": n.file_name, "source": n.spec, "approx_mb": n.approx_mb,
-                     "installed": reason is None, "path": str(npm.converted_path(n.name)),
-                     "problem": None if reason is None or "not pulled" in reason else reason,
+                     "installed": reason is None, "path": str(path),
+                     "problem": reason if path.is_file() else None,  # a file that is there but unusable
                      "note": f"trained on {n.trained_on}"})
     for m in METRICS:
         dest = metric_path(m)

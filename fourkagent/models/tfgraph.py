@@ -31,8 +31,8 @@ from fourkagent.models.tfgraph_ops import OPS, UnsupportedOpError
 PROGRAM_VERSION = "1"
 """Bumped when the program format or the folding changes, so stale cache files are not reused."""
 _SKIP_ATTRS = {"T", "_output_shapes", "use_cudnn_on_gpu", "N", "Tparams", "Tindices", "Taxis", "Tshape",
-               "Tperm", "Tidx", "SrcT", "Truncate", "Index", "Tout", "dtype", "value", "shape", "Tdim"}
-_KEEP_TYPE_ATTRS = {"DstT", "Tidx"}
+               "Tperm", "SrcT", "Truncate", "Index", "Tout", "dtype", "value", "shape", "Tdim"}
+"""Attributes no op reads (input dtypes, shape hints); ``DstT`` (Cast) and ``Tidx`` (Range) are kept."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,7 @@ def parse_graph(model_dir: str | os.PathLike[str]) -> tuple[GraphProgram, list[t
             n = raw[name]
             if n["op"] in ("Const", "Placeholder"):
                 continue
-            attrs[name] = {k: _attr(v) for k, v in n.get("attr", {}).items()
-                           if k not in _SKIP_ATTRS or k in _KEEP_TYPE_ATTRS}
+            attrs[name] = {k: _attr(v) for k, v in n.get("attr", {}).items() if k not in _SKIP_ATTRS}
             ins = inputs_of(name)
             if all(i in values for i in ins):  # fold
                 values[name] = OPS[n["op"]]([values[i] for i in ins], attrs[name])
@@ -177,7 +176,8 @@ def parse_graph(model_dir: str | os.PathLike[str]) -> tuple[GraphProgram, list[t
     consts: list[torch.Tensor] = []
     slot: dict[str, int] = {}
     needed = {i for name in dynamic for i in inputs_of(name) if i in values}
-    for name in sorted(needed, key=order.index):
+    position = {name: k for k, name in enumerate(order)}
+    for name in sorted(needed, key=position.__getitem__):
         slot[name] = len(consts)
         consts.append(values[name].contiguous())
     slot[inp] = len(consts)
@@ -218,7 +218,7 @@ def _filters_to_torch_layout(raw: dict[str, dict[str, Any]], dynamic: Iterable[s
                              values: dict[str, torch.Tensor]) -> None:
     """Constant conv filters from TensorFlow's HWIO to torch's OIHW (Conv2D) or (in, out, kH, kW)
     (Conv2DBackpropInput); every filter is used by convs only, so each is permuted once."""
-    perms = {"Conv2D": (3, 2, 0, 1), "Conv2DBackpropInput": (3, 2, 0, 1)}
+    hwio_to_torch = (3, 2, 0, 1)  # both torch layouts put TensorFlow's last two axes first, in reverse
     uses: dict[str, set[str]] = {}
     done: set[str] = set()
     for name in dynamic:
@@ -226,7 +226,7 @@ def _filters_to_torch_layout(raw: dict[str, dict[str, Any]], dynamic: Iterable[s
             uses.setdefault(i, set()).add(f"{raw[name]['op']}:{pos}")
     for name in dynamic:
         op = raw[name]["op"]
-        if op not in perms:
+        if op not in ("Conv2D", "Conv2DBackpropInput"):
             continue
         filt = inputs_of(name)[1]
         if filt not in values:
@@ -234,7 +234,7 @@ def _filters_to_torch_layout(raw: dict[str, dict[str, Any]], dynamic: Iterable[s
         if uses[filt] != {f"{op}:1"}:
             raise UnsupportedOpError(f"filter {filt} is also used outside {op}")
         if filt not in done:
-            values[filt] = values[filt].permute(*perms[op]).contiguous()
+            values[filt] = values[filt].permute(*hwio_to_torch).contiguous()
             done.add(filt)
 
 
@@ -256,7 +256,8 @@ class TFGraphModule(nn.Module):
         for k, node in enumerate(program.nodes):
             for s in node.inputs:
                 last[s] = k
-        self._free_after = [[s for s in set(node.inputs) if last[s] == k and s >= program.n_consts]
+        self._free_after = [[s for s in set(node.inputs)
+                             if last[s] == k and s >= program.n_consts and s != program.output]
                             for k, node in enumerate(program.nodes)]
         self._fns = [OPS[node.op] for node in program.nodes]
 
@@ -268,8 +269,7 @@ class TFGraphModule(nn.Module):
         for fn, node, free in zip(self._fns, prog.nodes, self._free_after):
             slots.append(fn([slots[i] for i in node.inputs], node.attrs))  # type: ignore[misc]
             for s in free:
-                if s != prog.output:
-                    slots[s] = None
+                slots[s] = None
         out = slots[prog.output]
         assert out is not None
         return out

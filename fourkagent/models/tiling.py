@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fourkagent.devices import set_cpu_threads
+from fourkagent.devices import float_tensor, set_cpu_threads
 
 if TYPE_CHECKING:
     import torch
@@ -91,9 +91,7 @@ def tiled_forward(
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
     _, _, h, w = x.shape
-    param = next(iter(module.parameters()), None)
-    if param is None:  # a module holding only buffers (converted graphs)
-        param = next((b for b in module.buffers() if b.is_floating_point()), None)
+    param = float_tensor(module)
     device, dtype = (x.device, x.dtype) if param is None else (param.device, param.dtype)
     if device.type == "cpu":
         set_cpu_threads(threads)

@@ -44,15 +44,11 @@ def select_tools(
     if not profile.fast4k:
         return tools, []
 
-    def too_costly(t: Tool) -> bool:
-        if not t.spec.slow:
-            return False
-        cost = predicted_seconds(t, size)
-        return max(size) >= profile.fast4k_side_threshold or (cost is not None and cost > profile.fast4k_step_seconds)
-
-    kept = [t for t in tools if not too_costly(t)]
-    dropped = [t.name for t in tools if too_costly(t)]
-    return (kept or tools[:1]), (dropped if kept else dropped[1:])
+    large = max(size) >= profile.fast4k_side_threshold
+    budget = profile.fast4k_step_seconds
+    costly = [t.spec.slow and (large or (predicted_seconds(t, size) or 0.0) > budget) for t in tools]
+    kept = [t for t, c in zip(tools, costly) if not c] or tools[:1]
+    return kept, [t.name for t in tools if t not in kept]
 
 
 def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:

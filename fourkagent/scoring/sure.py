@@ -83,18 +83,26 @@ def sure_mse(denoiser: Callable[[Image], Image], noisy: Image, out: Image, sigma
     return float(np.sum(((noisy - out) ** 2)[keep], dtype=np.float64)) / n - sigma**2 + 2.0 * sigma**2 * div / n
 
 
-def noise_whiteness(img: Image, side: int = SIDE) -> float:
-    """2·σ(2×2-binned crop) / σ(crop) on the central crop: ≈ 1 for white noise, larger when it is correlated."""
-    crop = central_crop(img, side)
+def _whiteness(crop: Image, sigma: float) -> float:
+    """2·σ(2×2-binned ``crop``) / ``sigma`` (the crop's own noise σ)."""
     h, w = crop.shape[0] - crop.shape[0] % 2, crop.shape[1] - crop.shape[1] % 2
     a = crop[:h, :w]
     binned = (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4.0
-    return float(2.0 * noise_sigma(binned) / max(float(noise_sigma(crop)), 1e-6))
+    return float(2.0 * noise_sigma(binned) / max(sigma, 1e-6))
+
+
+def noise_whiteness(img: Image, side: int = SIDE) -> float:
+    """2·σ(2×2-binned crop) / σ(crop) on the central crop: ≈ 1 for white noise, larger when it is correlated."""
+    crop = central_crop(img, side)
+    return _whiteness(crop, float(noise_sigma(crop)))
 
 
 def white_sigma(img: Image, side: int = SIDE) -> float | None:
-    """The σ SURE should assume for ``img``, or ``None`` where its noise is not white enough for SURE."""
-    return probe_sigma(img, side) if noise_whiteness(img, side) <= WHITE_RATIO_MAX else None
+    """The σ SURE should assume for ``img`` (as :func:`probe_sigma`), or ``None`` where its noise is not white
+    enough for SURE; the crop's σ is measured once for both."""
+    crop = central_crop(img, side)
+    sigma = float(noise_sigma(crop))
+    return max(sigma, 1.0) if _whiteness(crop, sigma) <= WHITE_RATIO_MAX else None
 
 
 def probe_sigma(img: Image, side: int = SIDE) -> float:
