@@ -16,8 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fourkagent.degrade import convolve, jpeg, rain
-from fourkagent.imaging import Image, as_image
+from fourkagent.degrade import add_noise, convolve, downscale, jpeg, rain
+from fourkagent.imaging import Image, as_image, to_uint8
 
 GAMMA = 2.2
 
@@ -115,3 +115,46 @@ def streak_rain(img: Image, density: float = 0.004, seed: int = 0) -> Image:
     out = rain(img, density * 0.6, length=int(rng.integers(11, 17)), angle=angle, seed=seed)
     out = rain(out, density * 0.4, length=int(rng.integers(21, 31)), angle=angle + 3, seed=seed + 1)
     return as_image(0.92 * out + 0.08 * 0.8)
+
+
+LR_FAMILIES: tuple[str, ...] = ("clean", "noise", "sensor", "jpeg", "blur", "sensor+jpeg", "blur+noise")
+"""Small-image degradations for SR cases (:func:`small_degraded`)."""
+LR_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "benchmark": {"blur_sigma": (1.2, 2.4), "noise_sigma": (8, 20), "noise_sigma_with_blur": (5, 12),
+                  "photons": (25, 100), "jpeg_quality": (30, 75), "jpeg_quality_with_noise": (50, 85)},
+    "training": {"blur_sigma": (0.8, 2.8), "noise_sigma": (3, 25), "noise_sigma_with_blur": (2, 15),
+                 "photons": (15, 200), "jpeg_quality": (25, 90), "jpeg_quality_with_noise": (40, 92)},
+}
+"""Strength ranges: ``benchmark`` (``benchmarks/realworld.py``) and the wider ``training`` ones (Q-MoE data)."""
+
+
+def _gaussian_blur(img: Image, sigma: float) -> Image:
+    k = int(np.ceil(3 * sigma))
+    g = np.exp(-0.5 * (np.arange(-k, k + 1) / sigma) ** 2)
+    return convolve(img, np.outer(g, g) / np.outer(g, g).sum())
+
+
+def small_degraded(hr: Image, family: str, scale: int, rng: np.random.Generator, seed: int = 0,
+                   ranges: str = "benchmark") -> tuple[Image, dict[str, float]]:
+    """A small, degraded version of ``hr`` and its drawn strengths: optional Gaussian blur of the large image
+    (``blur``: a soft lens or a bad resize), bicubic ``scale``× downscale, then Gaussian noise (``noise``),
+    Bayer sensor noise (``sensor``) and/or JPEG with 4:2:0 chroma (``jpeg``), as named in ``family`` (one of
+    :data:`LR_FAMILIES`; ``+`` joins two). Quantised to 8 bits like a file."""
+    r = LR_RANGES[ranges]
+    p: dict[str, float] = {}
+    img = hr
+    if "blur" in family:
+        p["blur_sigma"] = round(float(rng.uniform(*r["blur_sigma"])), 2)
+        img = _gaussian_blur(img, p["blur_sigma"])
+    img = downscale(img, scale)
+    if "noise" in family.split("+"):
+        p["noise_sigma"] = round(float(rng.uniform(*r["noise_sigma_with_blur" if "blur" in family else "noise_sigma"])), 1)
+        img = add_noise(img, p["noise_sigma"], seed=seed)
+    if "sensor" in family:
+        p["photons"] = round(float(rng.uniform(*r["photons"])), 1)
+        img = sensor_noise(img, photons=p["photons"], quality=0, seed=seed)
+    if "jpeg" in family:
+        lo, hi = r["jpeg_quality" if family == "jpeg" else "jpeg_quality_with_noise"]
+        p["jpeg_quality"] = int(rng.integers(lo, hi + 1))
+        img = jpeg(img, int(p["jpeg_quality"]))
+    return as_image(to_uint8(img)), p
