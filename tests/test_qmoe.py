@@ -236,3 +236,32 @@ def test_known_tools_keep_their_order_past_the_gain_bound_and_unknown_tools_tie_
     assert gains.max() <= 5.0 + CAP_ORDER_DB
     bare = {k: v for k, v in model.items() if k != "tools"}  # a model saved without its tools: a hard bound
     assert np.allclose(predict(bare, dx, tools=["a", "b", "gan", "a"]), [5.0, 5.0, 5.0, 4.0])
+
+
+def test_fidelity_sr_on_a_noisy_input_is_not_worse_than_lanczos() -> None:
+    """The SR scorer saw noisy small inputs (``dataset.sr_cases``): sharp experts that amplify the noise lose, and
+    a fidelity profile's pick is at least as good as Lanczos (do no harm)."""
+    view = np.ascontiguousarray(np.flipud(CLEAN))
+    lr = degrade.add_noise(degrade.downscale(view, 4), 15, seed=3)
+    names = [t for t in ("sr_lanczos_x4", "sr_span_x4", "sr_backprojection_x4", "sr_srmd_x4")
+             if not MAIN_REGISTRY.get(t).unavailable_reason()]
+    outs = [MAIN_REGISTRY.get(t)(lr) for t in names]
+    gains = {t: psnr(o, view) for t, o in zip(names, outs)}
+    assert gains["sr_span_x4"] < gains["sr_lanczos_x4"]  # the case is the one that fooled the old scorer
+    scores = score_candidates(outs, lr, "super-resolution", "fidelity", tools=names)
+    pick = names[int(np.argmax([s.score for s in scores]))]
+    assert gains[pick] >= gains["sr_lanczos_x4"] - 0.05, (pick, gains)
+
+
+def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles() -> None:
+    model = shipped_model()["steps"]["super-resolution"]
+    assert model.get("safe_tool") == "sr_lanczos_x4" and model.get("safe_margin_db", 0) > 0
+    lr = degrade.downscale(CLEAN, 4)
+    outs = [MAIN_REGISTRY.get(t)(lr) for t in ("sr_lanczos_x4", "sr_backprojection_x4")]
+    tools = ["sr_lanczos_x4", "sr_backprojection_x4"]
+    fid = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
+    per = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
+    assert "do_no_harm_db" not in fid[0].components and "do_no_harm_db" not in per[1].components
+    assert fid[1].components["do_no_harm_db"] == pytest.approx(-model["safe_margin_db"])
+    assert fid[1].components["predicted_gain_db"] == pytest.approx(
+        per[1].components["predicted_gain_db"] - model["safe_margin_db"], abs=1e-3)

@@ -9,7 +9,15 @@ Prints 2-fold cross-validation by photo (penalties chosen per step by an inner C
 then fits on all photos. ``--corner`` adds a second view of every photo for training (CV still scores the
 centre views only). Deterministic (fixed seeds).
 
+``--pool`` refits only the SR steps, on the photo pool (``training/photo_pool.py``): realistic SR cases
+(``scoring/dataset.sr_cases``: small inputs clean, noisy, sensor-noisy, JPEG, blurred, and pairs) of one
+``--side`` crop of every fit-split photo; it measures the fitted steps on the validation split (photos and
+source packages the fit never saw), chooses there each SR step's do-no-harm margin (the head start of the
+safe candidate, Lanczos: the smallest margin with which the pick is at least Lanczos in ≥ ``--safe-share`` of
+validation cases), and replaces those steps in ``--out``, keeping the others.
+
 Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
+       python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz]
 """
 
 from __future__ import annotations
@@ -29,7 +37,15 @@ def main() -> None:
     ap.add_argument("--data", default="")
     ap.add_argument("--corner", default="", help="also a second view of every photo (cached in this npz)")
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "fourkagent/data/qmoe_model.json"))
+    ap.add_argument("--pool", action="store_true", help="refit the SR steps on the photo pool (see above)")
+    ap.add_argument("--val-data", default="", help="--pool: cache of the validation split's data (npz)")
+    ap.add_argument("--safe-share", type=float, default=0.95)
     args = ap.parse_args()
+    if args.pool:
+        from fit_qmoe_pool import refit_sr
+
+        refit_sr(Path(args.out), args.side if args.side != 192 else 256, args.data, args.val_data, args.safe_share)
+        return
     data = load_or_generate(args.side, args.data, log=lambda s: print(s, flush=True))
     if args.corner:
         data = merge(data, load_or_generate(args.side, args.corner, corner=True, log=lambda s: print(s, flush=True)))

@@ -79,6 +79,16 @@ class StepScorer:
             gains = np.where(has, full, gains)
         return gains
 
+    def _head_start(self, model: dict | None) -> np.ndarray:
+        """Do no harm: for a fidelity profile, the dB each candidate other than the step's safe tool (Lanczos for
+        SR) must beat it by — the margin chosen on the validation split (``training/fit_qmoe_pool.py``) — when
+        the safe tool is among the candidates; zeros otherwise."""
+        safe = (model or {}).get("safe_tool")
+        margin = float((model or {}).get("safe_margin_db", 0.0))
+        if self.priority != "fidelity" or not margin or safe not in self._tools:
+            return np.zeros(len(self._x))
+        return np.array([0.0 if t == safe else margin for t in self._tools])
+
     def scores(self) -> list[Score]:
         """Q and components of every added candidate, in order."""
         if not self._x:
@@ -92,15 +102,19 @@ class StepScorer:
             gains = self._gains(model, x)
         else:  # a step the model was not trained for: naturalness only
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
+        head = self._head_start(model)
+        gains = gains - head
         w = NATURALNESS_WEIGHT.get(self.priority, 0.0)
         out = []
-        for gain, row, ratio in zip(gains.tolist(), x, self._sure):
+        for gain, row, ratio, h in zip(gains.tolist(), x, self._sure, head.tolist()):
             nat = float(np.clip(0.5 + row[NAMES.index("d_niqe")] / 10.0, 0.0, 1.0))
             q = (1.0 - w) * gain_to_q(gain) + w * nat
             comps = {"predicted_gain_db": gain, "naturalness": nat}
             comps |= {k: float(row[NAMES.index(k)]) for k in _SHOWN}
             if ratio is not None:
                 comps["sure_ratio"] = ratio
+            if h:
+                comps["do_no_harm_db"] = -h
             out.append(Score(round(q, 6), {k: round(v, 4) for k, v in comps.items()}))
         return out
 
