@@ -189,17 +189,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", action="store_true", help="list every misclassified case (final verdicts)")
     ap.add_argument("--split", choices=("all", "tune", "holdout"), default="all",
                     help="photos: all, the tuning photos only, or the held-out photos only")
+    ap.add_argument("--pool", choices=("validation", "test"), default=None,
+                    help="the photo pool's split instead (training/photo_pool.py: photos nothing was fitted on)")
     ap.add_argument("--lopo", action="store_true",
                     help="also leave-photo-out: refit the calibration without each test photo (needs the training "
                          "feature cache, built if missing: ~10 min)")
     ap.add_argument("--cache", default="/tmp/fourk_perception_features_v3", help="training feature cache (--lopo)")
     args = ap.parse_args(argv)
 
-    pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]
-    photos = list(pool[:6] if args.quick else pool)
+    if args.pool:  # photos of the pool's split: none of them was ever fitted or tuned on (validation, test)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+        from photo_pool import crops, photos as pool_photos
+
+        images = {n: np.ascontiguousarray(next(crops(img, 512, 1)), np.float32) / 255.0
+                  for n, img in sorted(pool_photos(args.pool, library=False).items())}
+        photos = list(images)
+        global HOLDOUT
+        HOLDOUT = tuple(photos)
+    else:
+        pool = {"all": PHOTOS, "tune": TUNE, "holdout": HOLDOUT}[args.split]
+        photos = list(pool[:6] if args.quick else pool)
+        images = {p: load_photo(p) for p in photos}
     rng = np.random.default_rng(args.seed)
     cases = build_cases(photos, rng, 84 if args.quick else 280)
-    images = {p: load_photo(p) for p in photos}
 
     t0 = time.perf_counter()
     raw = [detect_all(synthesize(images[photo], spec, seed=i), calibrated=False)
@@ -212,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model()
     fit = json.loads(MODEL_PATH.read_text()).get("fit", {}) if model is not None else {}
     print(f"calibration model: {'none (thresholds only)' if model is None else MODEL_PATH.name}; fitted on "
-          f"{fit.get('cases', '?')} cases of {len(fit.get('photos', []))} photos (all of the above among them)")
+          f"{fit.get('cases', '?')} cases of {len(fit.get('photos', []))} photos "
+          f"({'none of the above among them' if args.pool else 'all of the above among them'})")
 
     tables = [("thresholds (no calibration)", [{d.kind for d in dets if d.present} for dets in raw])]
     if model is not None:
-        tables.append(("shipped calibration (its fit saw these photos, other crops/seeds)",
+        tables.append(("shipped calibration (" + (f"photos of the pool's {args.pool} split: never fitted on"
+                                                   if args.pool else "its fit saw these photos, other crops/seeds") + ")",
                        [{d.kind for d in calibrate(dets) if d.present} for dets in raw]))
     if args.lopo:
         t1 = time.perf_counter()

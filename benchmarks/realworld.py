@@ -15,7 +15,7 @@ in-process. Metric: PSNR on Y with a 4-px border (the classic-SR protocol). The 
 degradation family is the chain with the best mean PSNR on the **validation** split (read from its results
 file), so the test table compares with what a user who knew the degradation would have picked beforehand.
 
-Writes ``benchmarks/results/realworld_<split>.json`` (one row per case and method; rows already there are kept,
+Writes ``benchmarks/realworld_<split>.json`` (one row per case and method; rows already there are kept,
 ``--rerun METHOD…`` recomputes those methods) and ``benchmarks/realworld_<split>.md`` (the tables).
 
 Usage: python benchmarks/realworld.py --split validation|test [--per-photo 1] [--side 384] [--rerun agent:ExpSR-s4-F]
@@ -213,8 +213,7 @@ def main() -> None:
     cases = build_cases(args.split, args.per_photo, args.side, tuple(args.families.split(",")))
     methods = ["bicubic", "lanczos", *([] if args.no_chains else [">".join(c) for c in CHAINS]),
                *(f"agent:{p}" for p in args.profiles.split(",") if p)]
-    store = OUT / "results" / f"realworld_{args.split}.json"
-    store.parent.mkdir(exist_ok=True)
+    store = OUT / f"realworld_{args.split}.json"
     rows = {f"{r['case']}|{r['method']}": r for r in json.loads(store.read_text())} if store.exists() else {}
     try:
         measure(cases, methods, rows, set(filter(None, args.rerun.split(","))), log=lambda s: print(s, flush=True))
@@ -222,7 +221,7 @@ def main() -> None:
         store.write_text(json.dumps(sorted(rows.values(), key=lambda r: (r["case"], r["method"])), indent=0))
     ids = {c.id for c in cases}
     kept = [r for r in rows.values() if r["case"] in ids]
-    val = OUT / "results" / "realworld_validation.json"
+    val = OUT / "realworld_validation.json"
     if args.split != "validation" and val.exists():
         chosen, on = best_chains(json.loads(val.read_text())), "validation"
     else:

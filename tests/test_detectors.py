@@ -366,3 +366,22 @@ def test_speed_1024():
     t = time.perf_counter()
     detect_all(img)
     assert time.perf_counter() - t < 2.0  # budget is 1 s; slack for loaded CI machines
+
+
+def test_what_the_upscale_factor_magnifies_is_reported() -> None:
+    from fourkagent.perception.offline import factor_aware
+
+    img = as_image(skdata.coffee())[100:228, 200:328]
+    q50 = degrade.jpeg(img, 50)
+    noisy = degrade.add_noise(img, 14, seed=2)
+    for src, kind in ((q50, "jpeg compression artifact"), (noisy, "noise")):
+        dets = [d.to_dict() | {"present": d.present} for d in detect_all(src)]
+        before = next(d for d in dets if d["kind"] == kind)
+        after = next(d for d in factor_aware(dets, 4) if d["kind"] == kind)
+        assert after["present"], (kind, before["evidence"])
+        assert before["present"] or "magnifies" in after["reason"]
+        assert next(d for d in factor_aware(dets, 1) if d["kind"] == kind)["present"] == before["present"]
+    clean = [d.to_dict() | {"present": d.present} for d in detect_all(img)]
+    assert [d["present"] for d in factor_aware(clean, 16)] == [d["present"] for d in clean]  # nothing invented
+    mild = [d.to_dict() | {"present": d.present} for d in detect_all(degrade.jpeg(img, 92))]
+    assert not next(d for d in factor_aware(mild, 4) if d["kind"] == "jpeg compression artifact")["present"]

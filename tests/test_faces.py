@@ -282,3 +282,13 @@ def test_end_to_end_profile_records_faces(tmp_path: Path, hopper: Image) -> None
     assert all({"expert", "score", "rejected"} <= set(c) for c in f["candidates"])
     assert "faces: done" in res["summary"]
     assert report["output"]["size"] == [384, 384]
+
+
+def test_faces_the_input_was_too_noisy_to_show_are_found_on_the_restored_image(hopper: Image) -> None:
+    blank = np.full_like(hopper, 0.5)  # stands for an input where the detector found nothing
+    refs = reference_faces(blank)
+    assert refs["faces"] == []
+    out, rec = restore_faces(hopper, refs, experts=[])
+    assert rec["status"] != "skipped" or "mismatch" not in rec["reason"]
+    assert len(rec["faces"]) == 1 and "found on the restored image" in rec["note"]
+    assert rec["faces"][0]["action"] in ("kept", "restored")

@@ -15,9 +15,14 @@ centre views only). Deterministic (fixed seeds).
 source packages the fit never saw), chooses there each SR step's do-no-harm margin (the head start of the
 safe candidate, Lanczos: the smallest margin with which the pick is at least Lanczos in ≥ ``--safe-share`` of
 validation cases), and replaces those steps in ``--out``, keeping the others.
+``--restoration-margins`` chooses the restoration steps' do-no-harm margins for fidelity profiles on the
+validation split's synthetic cases (every degradation at five levels, plus false alarms; ``--side`` crops),
+for the models in ``--out``: the smallest margin with which the decision loses nothing against doing nothing
+in ≥ ``--safe-share`` of cases.
 
 Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
        python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz]
+       python training/fit_qmoe.py --restoration-margins [--side 192] [--val-data VAL.npz]
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ def main() -> None:
     ap.add_argument("--pool", action="store_true", help="refit the SR steps on the photo pool (see above)")
     ap.add_argument("--val-data", default="", help="--pool: cache of the validation split's data (npz)")
     ap.add_argument("--safe-share", type=float, default=0.95)
+    ap.add_argument("--restoration-margins", action="store_true",
+                    help="choose the restoration steps' do-no-harm margins on the validation split (see above)")
     args = ap.parse_args()
+    if args.restoration_margins:
+        from fit_qmoe_pool import restoration_margins
+
+        restoration_margins(Path(args.out), args.side, args.val_data, args.safe_share)
+        return
     if args.pool:
         from fit_qmoe_pool import refit_sr
 

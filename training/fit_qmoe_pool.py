@@ -16,8 +16,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent.scoring.dataset import (  # noqa: E402
-    NONE_TOOL, TIE_DB, evaluate, experts_only, fit_all, generate, predict_rows, sr_cases,
+    NONE_TOOL, THRESHOLD_GAIN_DB, TIE_DB, evaluate, experts_only, fit_all, generate, predict_rows, sr_cases,
 )
+from fourkagent.scoring.learned import decide  # noqa: E402
 from photo_pool import crops, photos  # noqa: E402
 
 SAFE_TOOL = {"super-resolution": "sr_lanczos_x4", "super-resolution_2x": "sr_lanczos_x2"}
@@ -87,6 +88,54 @@ def choose_margin(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share:
     return float(best[0]), [[float(v) for v in row] for row in table]
 
 
+def harmless_restoration(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float) -> tuple[float, float]:
+    """With every candidate's prediction lowered by ``margin`` dB (doing nothing is the safe choice): the share of
+    ``step``'s cases (false alarms included) whose decision loses at most ``TIE_DB`` against doing nothing, and
+    the mean dB kept."""
+    ok, kept = [], []
+    for c in np.unique(ex["case"][ex["step"] == step]):
+        m = ex["case"] == c
+        _, got = decide(ex["gain"][m], pred[m] - margin, THRESHOLD_GAIN_DB)
+        ok.append(got >= -TIE_DB)
+        kept.append(got)
+    return float(np.mean(ok)), float(np.mean(kept))
+
+
+def restoration_margins(out: Path, side: int, val_cache: str, share: float) -> None:
+    """Each restoration step's do-no-harm margin, chosen on the validation split's synthetic cases
+    (``scoring/dataset.cases``: every degradation at five levels plus false alarms) for the shipped models:
+    the smallest with which the decision loses nothing against doing nothing in ≥ ``share`` of cases."""
+    from fourkagent.scoring.dataset import cases as restoration_cases
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    if val_cache and Path(val_cache).exists():
+        data = dict(np.load(val_cache, allow_pickle=False))
+    else:
+        data = generate(pool_views("validation", side), MAIN_REGISTRY, log=print,
+                        make_cases=lambda clean, _: restoration_cases(clean))
+        if val_cache:
+            np.savez(val_cache, **data)
+    model = json.loads(out.read_text())
+    ex = experts_only(data)
+    steps = sorted(s for s in set(ex["step"]) if not str(s).startswith("super-resolution") and s in model["steps"])
+    pred = predictions({s: model["steps"][s] for s in steps}, ex)
+    print("| step | validation cases | decision ≥ doing nothing (no margin → margin) | margin (dB) | mean dB kept |")
+    print("|---|---|---|---|---|")
+    for step in steps:
+        table = [(m, *harmless_restoration(ex, pred, step, m)) for m in MARGINS_DB]
+        meeting = [row for row in table if row[1] >= share]
+        margin, ok, kept = meeting[0] if meeting else max(table, key=lambda r: (r[1], r[2]))
+        model["steps"][step] |= {"safe_tool": None, "safe_margin_db": float(margin)}
+        model.setdefault("validation", {})[step] = {
+            "cases": int(len(np.unique(ex["case"][ex["step"] == step]))), "safe_margin_db": float(margin),
+            "at_least_doing_nothing": ok, "at_least_doing_nothing_without_margin": table[0][1],
+            "mean_db_kept": kept, "mean_db_kept_without_margin": table[0][2]}
+        print(f"| {step} | {model['validation'][step]['cases']} | {100 * table[0][1]:.0f} % → {100 * ok:.0f} % | "
+              f"{margin:.2f} | {table[0][2]:+.2f} → {kept:+.2f} |")
+    out.write_text(json.dumps(model, indent=1))
+    print(f"wrote {out}")
+
+
 def refit_sr(out: Path, side: int, fit_cache: str, val_cache: str, share: float) -> None:
     """Refit the SR steps (see the module docstring) and write them into the model file ``out``."""
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -104,6 +153,7 @@ def refit_sr(out: Path, side: int, fit_cache: str, val_cache: str, share: float)
                          "db_over_safe": harmless(ex, pred, step, margin)[1],
                          "at_least_safe_without_margin": harmless(ex, pred, step, 0.0)[0]}
         model["steps"][step] = m
+        model.get("cross_validation", {}).pop(step, None)  # the in-sample CV of the model replaced
         model.setdefault("validation", {})[step] = report[step]
         log(f"{step}: margin {margin} dB; (margin, share ≥ safe, dB over safe): "
             + ", ".join(f"({a:.2f}, {b:.2f}, {c:+.2f})" for a, b, c in table[::5]))

@@ -203,7 +203,11 @@ def restore_faces(
     refs = reference_faces.get("faces", []) if reference_faces else []
     if reference_faces is not None and reference_faces.get("error"):
         return image, _skip(f"no identity references: {reference_faces['error']}", records, **meta)
-    if reference_faces is not None:
+    if reference_faces is not None and not refs:
+        # none found in the input (too noisy or too small for the detector), found after restoration: restore
+        # them, each guarded by its own unrestored crop, as without references
+        meta["note"] = "no face was found in the input (too noisy or small); these were found on the restored image"
+    elif reference_faces is not None:
         matched = match_references(faces, reference_faces, (w, h))
         if isinstance(matched, str):
             return image, _skip(matched, records, **meta)

@@ -17,7 +17,7 @@ from fourkagent.imageio import (
 from fourkagent.imaging import Image, as_image
 from fourkagent.faces.pipeline import reference_faces
 from fourkagent.nodes._common import timed
-from fourkagent.perception.offline import perceive_offline
+from fourkagent.perception.offline import describe, factor_aware, perceive_offline
 from fourkagent.perception.vlm import perceive_vlm
 from fourkagent.planning.agenda import upscale_factor
 from fourkagent.planning.search import ROOT
@@ -102,6 +102,9 @@ def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | 
     if profile.perceiver == "vlm":  # the VLM's verdicts, or offline with a note saying why not
         perception = perceive_vlm(img, perception, ctx)
     perception["factor"] = factor
+    perception["degradations"] = factor_aware(perception["degradations"], factor)
+    if perception.get("perceiver") == "offline":  # a VLM's own description is kept
+        perception["description"] = describe(img, perception["degradations"])
     face_refs = {"face_refs": reference_faces(img)} if profile.face_restore else {}  # identity references
     root = {
         "id": ROOT, "parent": None, "step": None, "tool": None, "artifact": root_aid, "score": None,

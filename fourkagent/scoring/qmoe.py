@@ -80,12 +80,18 @@ class StepScorer:
         return gains
 
     def _head_start(self, model: dict | None) -> np.ndarray:
-        """Do no harm: for a fidelity profile, the dB each candidate other than the step's safe tool (Lanczos for
-        SR) must beat it by — the margin chosen on the validation split (``training/fit_qmoe_pool.py``) — when
-        the safe tool is among the candidates; zeros otherwise."""
-        safe = (model or {}).get("safe_tool")
+        """Do no harm: for a fidelity profile, the dB by which each candidate must beat the step's safe choice —
+        the margin chosen on the validation split (``training/fit_qmoe_pool.py``). The safe choice is a tool
+        (Lanczos for SR: the other candidates get the margin, when Lanczos is among them) or, for a restoration
+        step, doing nothing (every candidate gets it, so a doubtful expert falls below the rollback threshold and
+        the step keeps its input). Zeros otherwise."""
         margin = float((model or {}).get("safe_margin_db", 0.0))
-        if self.priority != "fidelity" or not margin or safe not in self._tools:
+        if self.priority != "fidelity" or not margin:
+            return np.zeros(len(self._x))
+        safe = (model or {}).get("safe_tool")
+        if safe is None:
+            return np.full(len(self._x), margin)
+        if safe not in self._tools:
             return np.zeros(len(self._x))
         return np.array([0.0 if t == safe else margin for t in self._tools])
 
