@@ -50,6 +50,9 @@ CHAINS: tuple[tuple[str, ...], ...] = (
 )
 """Fixed chains a user could pick instead of the agent (restoration at the small size, then ×4)."""
 PROFILES = ("ExpSR-s4-F", "AerSR-s4-F")
+PERCEPTUAL_METHODS = ("sr_realesrgan_x4",)
+"""What a user after looks would pick instead of the agent: Real-ESRGAN alone."""
+PERCEPTUAL_PROFILES = ("GenSR-s4-P",)
 OUT = Path(__file__).resolve().parent
 SCALE = 4
 
@@ -108,8 +111,14 @@ def run_agent(lr: Image, profile: str, work: Path) -> tuple[Image, dict]:
     return load_image(out)[0], {"detected": found, "steps": steps}
 
 
-def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun: set[str], log=print) -> None:
-    """Fill ``rows`` (key ``case|method``) with PSNR-Y/SSIM-Y and seconds of every missing (or rerun) pair."""
+def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun: set[str], log=print,
+            crops_dir: Path | None = None) -> None:
+    """Fill ``rows`` (key ``case|method``) with PSNR-Y/SSIM-Y, NIQE and seconds of every missing (or rerun) pair
+    (``crops_dir``: also save the perceptual methods' outputs there, to look at)."""
+    from PIL import Image as PILImage
+
+    from fourkagent.scoring.niqe import niqe
+
     chain = chain_runner()
     with tempfile.TemporaryDirectory() as tmp:
         for i, case in enumerate(cases):
@@ -120,7 +129,9 @@ def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun:
                     continue
                 t0 = time.perf_counter()
                 extra: dict = {}
-                if m in ("bicubic", "lanczos"):
+                if m == "truth":
+                    out = case.hr
+                elif m in ("bicubic", "lanczos"):
                     out = resize(case.lr, (w, h), "cubic" if m == "bicubic" else "lanczos")
                 elif m.startswith("agent:"):
                     out, extra = run_agent(case.lr, m.split(":", 1)[1], Path(tmp))
@@ -128,10 +139,14 @@ def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun:
                     out = chain(case.lr, tuple(m.split(">")))
                 if out.shape[:2] != (h, w):
                     out = resize(out, (w, h), "cubic")
+                seconds = time.perf_counter() - t0
                 fr = full_reference(out, case.hr, SCALE)
                 rows[key] = {"case": case.id, "photo": case.photo, "family": case.family, "params": case.params,
                              "method": m, "psnr_y": round(fr["psnr_y"], 3), "ssim_y": round(fr["ssim_y"], 4),
-                             "seconds": round(time.perf_counter() - t0, 2)} | extra
+                             "niqe": round(niqe(out), 3), "seconds": round(seconds, 2)} | extra
+                if crops_dir is not None and m in PERCEPTUAL_METHODS + tuple(f"agent:{p}" for p in PERCEPTUAL_PROFILES):
+                    crops_dir.mkdir(parents=True, exist_ok=True)
+                    PILImage.fromarray(to_uint8(out)).save(crops_dir / f"{case.id.replace('#', '_').replace(':', '_')}__{m.replace(':', '_')}.png")
             log(f"[{i + 1}/{len(cases)}] {case.id}")
 
 
@@ -187,6 +202,7 @@ def tables(rows: list[dict], split: str, chosen: dict[str, str], chosen_on: str)
     group("**two degradations**", TWO)
     lines.append("\nPSNR-Y in dB (4-px border), mean over cases; \"≥\" = share of cases where the agent's PSNR is at "
                  "least the other's (within 0.005 dB).\n")
+    lines += perceptual_table(rows, fam_of, cases)
     for a in agents:
         detected: dict[str, dict[str, int]] = {}
         for r in rows:
@@ -200,6 +216,38 @@ def tables(rows: list[dict], split: str, chosen: dict[str, str], chosen_on: str)
     return "\n".join(lines)
 
 
+def perceptual_table(rows: list[dict], fam_of: dict[str, str], cases: list[str]) -> list[str]:
+    """The perceptual profiles against Real-ESRGAN alone, on NIQE (lower is better), where both were run."""
+    by = {(r["case"], r["method"]): r for r in rows if "niqe" in r}
+    ref = PERCEPTUAL_METHODS[0]
+    agents = sorted({r["method"] for r in rows if r["method"].startswith("agent:") and r["method"].split(":")[1]
+                     in PERCEPTUAL_PROFILES})
+    if not agents or not any(k[1] == ref for k in by):
+        return []
+    out = [f"\n### Perceptual profiles against Real-ESRGAN alone (NIQE, lower is better)\n",
+           "| family | cases | clean truth | Real-ESRGAN | " + " | ".join(agents) + " | "
+           + " | ".join(f"{a} NIQE < Real-ESRGAN" for a in agents) + " | " + " | ".join(f"{a} PSNR-Y − Real-ESRGAN" for a in agents)
+           + " |", "|---" * (4 + 3 * len(agents)) + "|"]
+
+    def group(name: str, fams: tuple[str, ...]) -> None:
+        cs = [c for c in cases if fam_of[c] in fams and (c, ref) in by and all((c, a) in by for a in agents)]
+        if not cs:
+            return
+        truth = [by[c, "truth"]["niqe"] for c in cs if (c, "truth") in by]
+        cells = [name, str(len(cs)), f"{np.mean(truth):.2f}" if truth else "–", f"{np.mean([by[c, ref]['niqe'] for c in cs]):.2f}"]
+        cells += [f"{np.mean([by[c, a]['niqe'] for c in cs]):.2f}" for a in agents]
+        cells += [f"{100 * np.mean([by[c, a]['niqe'] < by[c, ref]['niqe'] for c in cs]):.0f} %" for a in agents]
+        cells += [f"{np.mean([by[c, a]['psnr_y'] - by[c, ref]['psnr_y'] for c in cs]):+.2f} dB" for a in agents]
+        out.append("| " + " | ".join(cells) + " |")
+
+    for fam in (*ONE, *TWO):
+        group(fam, (fam,))
+    group("**all**", (*ONE, *TWO))
+    out.append("\nNIQE rewards texture, artefacts included (it preferred an agent output to the clean truth on both pairs "
+               "the issue tried): look at the saved outputs before trusting a win.\n")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("fit", "validation", "test"), default="validation")
@@ -208,15 +256,21 @@ def main() -> None:
     ap.add_argument("--families", default=",".join((*ONE, *TWO)))
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--no-chains", action="store_true")
+    ap.add_argument("--perceptual", action="store_true",
+                    help="also Real-ESRGAN alone and the perceptual profiles, compared on NIQE (outputs saved to --crops)")
+    ap.add_argument("--crops", default="", help="folder for the perceptual methods' outputs")
     ap.add_argument("--rerun", default="", help="comma-separated methods to recompute (e.g. agent:ExpSR-s4-F)")
     args = ap.parse_args()
     cases = build_cases(args.split, args.per_photo, args.side, tuple(args.families.split(",")))
     methods = ["bicubic", "lanczos", *([] if args.no_chains else [">".join(c) for c in CHAINS]),
                *(f"agent:{p}" for p in args.profiles.split(",") if p)]
+    if args.perceptual:
+        methods += ["truth", *PERCEPTUAL_METHODS, *(f"agent:{p}" for p in PERCEPTUAL_PROFILES)]
     store = OUT / f"realworld_{args.split}.json"
     rows = {f"{r['case']}|{r['method']}": r for r in json.loads(store.read_text())} if store.exists() else {}
     try:
-        measure(cases, methods, rows, set(filter(None, args.rerun.split(","))), log=lambda s: print(s, flush=True))
+        measure(cases, methods, rows, set(filter(None, args.rerun.split(","))), log=lambda s: print(s, flush=True),
+                crops_dir=Path(args.crops) if args.crops else None)
     finally:
         store.write_text(json.dumps(sorted(rows.values(), key=lambda r: (r["case"], r["method"])), indent=0))
     ids = {c.id for c in cases}

@@ -69,4 +69,5 @@ def test_resume_from_postgres_matches_an_uninterrupted_run(pg_url: str, tmp_path
 
     assert out.read_bytes() == ref_out.read_bytes()
     assert _choices(resumed["report_path"]) == _choices(reference["report_path"])
-    assert [c[0] for c in _choices(reference["report_path"])] == ["denoising", "super-resolution"]
+    # both steps ran (their order is the agent's: after denoising, a failed SR step rolls back to SR first)
+    assert sorted(c[0] for c in _choices(reference["report_path"])) == ["denoising", "super-resolution"]

@@ -23,7 +23,8 @@ def test_noisy_x4_beats_lanczos(tmp_path: Path) -> None:
     gain = psnr(out, clean) - psnr(lanczos, clean)
     assert gain > 1.0, f"agent only {gain:.2f} dB over Lanczos"
     report = json.loads(Path(res["report_path"]).read_text())
-    assert [t["step"] for t in report["trajectory"]] == ["denoising", "super-resolution"]
+    # both steps ran; the order is the agent's (SRMD denoises while it upscales: SR first may win the rollback)
+    assert sorted(t["step"] for t in report["trajectory"]) == ["denoising", "super-resolution"]
     assert all(c["score"] is not None for t in report["trajectory"] for c in t["candidates"])
 
 
