@@ -265,3 +265,28 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
     assert fid[1].components["do_no_harm_db"] == pytest.approx(-model["safe_margin_db"])
     assert fid[1].components["predicted_gain_db"] == pytest.approx(
         per[1].components["predicted_gain_db"] - model["safe_margin_db"], abs=1e-3)
+
+
+def test_do_no_harm_margin_is_the_smallest_that_keeps_the_pick_at_least_the_safe_tool() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from fit_qmoe_pool import choose_margin, harmless, harmless_restoration
+
+    # 10 SR cases: SPAN truly wins by 1 dB in 6 (predicted +1.2 over Lanczos), loses 2 dB in 4 (predicted +0.3)
+    step, n = "super-resolution", 10
+    win = np.arange(n) < 6
+    ex = {"case": np.repeat(np.arange(n), 2), "step": np.array([step] * 2 * n),
+          "tool": np.array(["sr_lanczos_x4", "sr_span_x4"] * n),
+          "gain": np.ravel([[0.5, 1.5 if w else -1.5] for w in win])}
+    pred = np.ravel([[0.2, 1.4 if w else 0.5] for w in win])
+    assert harmless(ex, pred, step, 0.0) == pytest.approx((0.6, np.mean(np.where(win, 1.0, -2.0))))
+    margin, table = choose_margin(ex, pred, step, 0.95)
+    assert 0.3 <= margin <= 1.2 and harmless(ex, pred, step, margin) == pytest.approx((1.0, 0.6))
+    assert all(row[1] < 0.95 for row in table if row[0] < margin)  # the smallest that meets the share
+    # restoration: doing nothing is the safe choice; a doubtful expert is dropped
+    rex = {"case": np.arange(4), "step": np.array(["dehazing"] * 4), "gain": np.array([3.0, 2.0, -8.0, -6.0])}
+    rpred = np.array([2.0, 1.5, 0.3, 0.1])
+    assert harmless_restoration(rex, rpred, "dehazing", 0.0)[0] == 0.5
+    assert harmless_restoration(rex, rpred, "dehazing", 1.0) == pytest.approx((1.0, 1.25))
