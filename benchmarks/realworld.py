@@ -190,7 +190,8 @@ def tables(rows: list[dict], split: str, chosen: dict[str, str], chosen_on: str)
         for a in agents:
             got = [(by[c, a]["psnr_y"], by[c, "lanczos"]["psnr_y"], by.get((c, chosen.get(fam_of[c], "")), {}).get("psnr_y"))
                    for c in cs if (c, a) in by]
-            cells.append(f"{np.mean([g[0] for g in got]):.2f}" if got else "–")
+            part = f" ({len(got)} cases)" if got and len(got) < len(cs) else ""  # the agent ran on fewer cases
+            cells.append(f"{np.mean([g[0] for g in got]):.2f}{part}" if got else "–")
             wins_l.append(f"{100 * np.mean([g[0] >= g[1] - 0.005 for g in got]):.0f} %" if got else "–")
             vs = [g for g in got if g[2] is not None]
             wins_c.append(f"{100 * np.mean([g[0] >= g[2] - 0.005 for g in vs]):.0f} %" if vs else "–")
@@ -259,6 +260,7 @@ def main() -> None:
     ap.add_argument("--perceptual", action="store_true",
                     help="also Real-ESRGAN alone and the perceptual profiles, compared on NIQE (outputs saved to --crops)")
     ap.add_argument("--crops", default="", help="folder for the perceptual methods' outputs")
+    ap.add_argument("--report-only", action="store_true", help="write the tables from the stored rows, run nothing")
     ap.add_argument("--rerun", default="", help="comma-separated methods to recompute (e.g. agent:ExpSR-s4-F)")
     args = ap.parse_args()
     cases = build_cases(args.split, args.per_photo, args.side, tuple(args.families.split(",")))
@@ -269,8 +271,9 @@ def main() -> None:
     store = OUT / f"realworld_{args.split}.json"
     rows = {f"{r['case']}|{r['method']}": r for r in json.loads(store.read_text())} if store.exists() else {}
     try:
-        measure(cases, methods, rows, set(filter(None, args.rerun.split(","))), log=lambda s: print(s, flush=True),
-                crops_dir=Path(args.crops) if args.crops else None)
+        if not args.report_only:
+            measure(cases, methods, rows, set(filter(None, args.rerun.split(","))), log=lambda s: print(s, flush=True),
+                    crops_dir=Path(args.crops) if args.crops else None)
     finally:
         store.write_text(json.dumps(sorted(rows.values(), key=lambda r: (r["case"], r["method"])), indent=0))
     ids = {c.id for c in cases}
