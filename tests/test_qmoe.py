@@ -263,8 +263,23 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
     per = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
     assert "do_no_harm_db" not in fid[0].components and "do_no_harm_db" not in per[1].components
     assert fid[1].components["do_no_harm_db"] == pytest.approx(-model["safe_margin_db"])
-    assert fid[1].components["predicted_gain_db"] == pytest.approx(
-        per[1].components["predicted_gain_db"] - model["safe_margin_db"], abs=1e-3)
+    margin = model["safe_margin_db"]
+    try:
+        model["safe_margin_db"] = 0.0  # the same model without the head start
+        raw = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
+    finally:
+        model["safe_margin_db"] = margin
+    assert raw[0].components == fid[0].components  # the safe tool itself is unchanged
+    assert fid[1].components["predicted_gain_db"] == pytest.approx(raw[1].components["predicted_gain_db"] - margin, abs=1e-3)
+
+
+def test_perception_profiles_score_sr_with_their_own_models() -> None:
+    from fourkagent.scoring.qmoe import step_model
+
+    shipped = shipped_model()
+    assert step_model(shipped, "super-resolution", "fidelity") is shipped["steps"]["super-resolution"]
+    assert step_model(shipped, "super-resolution", "perception") is shipped["perception_steps"]["super-resolution"]
+    assert step_model(shipped, "denoising", "perception") is shipped["steps"]["denoising"]
 
 
 def test_do_no_harm_margin_is_the_smallest_that_keeps_the_pick_at_least_the_safe_tool() -> None:

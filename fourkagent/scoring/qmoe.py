@@ -43,6 +43,15 @@ def gain_to_q(gain_db: float) -> float:
     return float(0.5 + 0.5 * np.tanh(gain_db / GAIN_SCALE_DB))
 
 
+def step_model(shipped: dict, step: str, priority: str) -> dict | None:
+    """The model of ``step`` for a profile priority: perception-priority profiles use ``perception_steps`` where
+    the file has one (the SR steps: the pool-fitted SR models, with their do-no-harm margin, are for fidelity
+    profiles; on restored inputs they extrapolate), otherwise ``steps``."""
+    if priority != "fidelity" and step in shipped.get("perception_steps", {}):
+        return shipped["perception_steps"][step]
+    return shipped.get("steps", {}).get(step)
+
+
 class StepScorer:
     """Scores the candidates of one step together (the model ranks candidates against each other)."""
 
@@ -103,7 +112,7 @@ class StepScorer:
         shipped = shipped_model()
         # a model fitted on other features (stale file) is not used: naturalness only
         current = shipped.get("features") == list(NAMES) and shipped.get("state", list(STATE)) == list(STATE)
-        model = shipped.get("steps", {}).get(self.step) if current else None
+        model = step_model(shipped, self.step, self.priority) if current else None
         if model is not None:
             gains = self._gains(model, x)
         else:  # a step the model was not trained for: naturalness only
