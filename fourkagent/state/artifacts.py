@@ -14,6 +14,7 @@ import numpy as np
 
 from fourkagent.errors import ArtifactError
 from fourkagent.imageio import atomic_write
+from fourkagent.imagewrite import png_intact
 from fourkagent.imaging import Image, to_uint16
 
 ARTIFACT_SUFFIX = ".png"
@@ -109,7 +110,9 @@ class ArtifactStore:
         if cached is not None:
             return cached.astype(np.float32) * np.float32(1.0 / 65535.0)
         p = self.path(artifact_id)
-        data = cv2.imread(str(p), cv2.IMREAD_UNCHANGED) if p.exists() else None
+        raw = p.read_bytes() if p.exists() else b""
+        # a damaged file is refused before decoding: libpng would print its own error line to the user
+        data = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if png_intact(raw) else None
         if data is None or data.dtype != np.uint16 or data.ndim != 3:
             raise ArtifactError(f"artifact {artifact_id[:12]} is missing or unreadable in {self.root}")
         pixels = np.ascontiguousarray(data[..., ::-1])
