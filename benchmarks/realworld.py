@@ -82,18 +82,6 @@ def build_cases(split: str, per_photo: int, side: int, families: tuple[str, ...]
     return out
 
 
-def chain_runner() -> Callable[[Image, tuple[str, ...]], Image]:
-    """Runs a fixed chain of registered tools."""
-    from fourkagent.tools.registry import MAIN_REGISTRY
-
-    def apply(img: Image, names: tuple[str, ...]) -> Image:
-        for n in names:
-            img = MAIN_REGISTRY.get(n)(img)
-        return img
-
-    return apply
-
-
 def run_agent(lr: Image, profile: str, work: Path) -> tuple[Image, dict]:
     """The agent's output for one input (in-process) and what it did."""
     from PIL import Image as PILImage
@@ -119,7 +107,9 @@ def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun:
 
     from fourkagent.scoring.niqe import niqe
 
-    chain = chain_runner()
+    from fourkagent.bench.methods import apply_tools
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
     with tempfile.TemporaryDirectory() as tmp:
         for i, case in enumerate(cases):
             h, w = case.hr.shape[:2]
@@ -136,7 +126,7 @@ def measure(cases: list[Case], methods: list[str], rows: dict[str, dict], rerun:
                 elif m.startswith("agent:"):
                     out, extra = run_agent(case.lr, m.split(":", 1)[1], Path(tmp))
                 else:
-                    out = chain(case.lr, tuple(m.split(">")))
+                    out = apply_tools(case.lr, tuple(m.split(">")), MAIN_REGISTRY, SCALE)
                 if out.shape[:2] != (h, w):
                     out = resize(out, (w, h), "cubic")
                 seconds = time.perf_counter() - t0

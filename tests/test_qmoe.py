@@ -297,8 +297,9 @@ def test_do_no_harm_margin_is_the_smallest_that_keeps_the_pick_at_least_the_safe
           "gain": np.ravel([[0.5, 1.5 if w else -1.5] for w in win])}
     pred = np.ravel([[0.2, 1.4 if w else 0.5] for w in win])
     assert harmless(ex, pred, step, 0.0) == pytest.approx((0.6, np.mean(np.where(win, 1.0, -2.0))))
-    margin, table = choose_margin(ex, pred, step, 0.95)
-    assert 0.3 <= margin <= 1.2 and harmless(ex, pred, step, margin) == pytest.approx((1.0, 0.6))
+    margin, ok, gained, table = choose_margin(lambda m: harmless(ex, pred, step, m), 0.95)
+    assert 0.3 <= margin <= 1.2 and (ok, gained) == pytest.approx((1.0, 0.6))
+    assert harmless(ex, pred, step, margin) == pytest.approx((1.0, 0.6))
     assert all(row[1] < 0.95 for row in table if row[0] < margin)  # the smallest that meets the share
     # restoration: doing nothing is the safe choice; a doubtful expert is dropped
     rex = {"case": np.arange(4), "step": np.array(["dehazing"] * 4), "gain": np.array([3.0, 2.0, -8.0, -6.0])}

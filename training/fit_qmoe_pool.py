@@ -79,13 +79,14 @@ def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: flo
     return float(np.mean(ok)), float(np.mean(gained))
 
 
-def choose_margin(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share: float) -> tuple[float, list]:
-    """The smallest margin whose pick is at least the safe tool in ≥ ``share`` of cases (else the one with the
-    highest share), and the table ``(margin, share, mean dB over safe)`` it was chosen from."""
-    table = [(m, *harmless(ex, pred, step, m)) for m in MARGINS_DB]
+def choose_margin(measure: Callable[[float], tuple[float, float]], share: float) -> tuple[float, float, float, list]:
+    """The smallest margin of :data:`MARGINS_DB` whose ``measure(margin)`` share (``harmless`` or
+    ``harmless_restoration`` of one step) is ≥ ``share`` (else the one with the highest share, then dB), its share
+    and dB, and the table ``(margin, share, dB)`` it was chosen from."""
+    table = [(float(m), *measure(float(m))) for m in MARGINS_DB]
     meeting = [row for row in table if row[1] >= share]
     best = meeting[0] if meeting else max(table, key=lambda r: (r[1], r[2]))
-    return float(best[0]), [[float(v) for v in row] for row in table]
+    return best[0], best[1], best[2], table
 
 
 def harmless_restoration(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float) -> tuple[float, float]:
@@ -122,9 +123,7 @@ def restoration_margins(out: Path, side: int, val_cache: str, share: float) -> N
     print("| step | validation cases | decision ≥ doing nothing (no margin → margin) | margin (dB) | mean dB kept |")
     print("|---|---|---|---|---|")
     for step in steps:
-        table = [(m, *harmless_restoration(ex, pred, step, m)) for m in MARGINS_DB]
-        meeting = [row for row in table if row[1] >= share]
-        margin, ok, kept = meeting[0] if meeting else max(table, key=lambda r: (r[1], r[2]))
+        margin, ok, kept, table = choose_margin(lambda m: harmless_restoration(ex, pred, step, m), share)
         model["steps"][step] |= {"safe_tool": None, "safe_margin_db": float(margin)}
         model.setdefault("validation", {})[step] = {
             "cases": int(len(np.unique(ex["case"][ex["step"] == step]))), "safe_margin_db": float(margin),
@@ -147,11 +146,10 @@ def refit_sr(out: Path, side: int, fit_cache: str, val_cache: str, share: float)
     report = evaluate(ex, pred)
     model = json.loads(out.read_text())
     for step, m in models.items():
-        margin, table = choose_margin(ex, pred, step, share)
+        margin, ok, gained, table = choose_margin(lambda mg: harmless(ex, pred, step, mg), share)
         m |= {"safe_tool": SAFE_TOOL[step], "safe_margin_db": margin}
-        report[step] |= {"safe_margin_db": margin, "at_least_safe": harmless(ex, pred, step, margin)[0],
-                         "db_over_safe": harmless(ex, pred, step, margin)[1],
-                         "at_least_safe_without_margin": harmless(ex, pred, step, 0.0)[0]}
+        report[step] |= {"safe_margin_db": margin, "at_least_safe": ok, "db_over_safe": gained,
+                         "at_least_safe_without_margin": table[0][1]}
         model["steps"][step] = m
         model.get("cross_validation", {}).pop(step, None)  # the in-sample CV of the model replaced
         model.setdefault("validation", {})[step] = report[step]

@@ -56,6 +56,9 @@ def factor_aware(degradations: list[dict[str, Any]], factor: int) -> list[dict[s
                 why = f"JPEG quality ≈ {q:.0f}: ×{factor} magnifies its blocks"
             elif d["kind"] == "noise" and factor >= 4 and sigma >= NOISE_REPORT_SIGMA:
                 why = f"noise σ ≈ {sigma:.1f}: ×{factor} magnifies it"
+        if not why:
+            out.append(dict(d))
+            continue
         sev = d.get("severity") if d.get("severity") not in ("very low", "low", None) else "medium"
-        out.append(d | {"present": True, "severity": sev, "reason": why} if why else dict(d))
+        out.append(d | {"present": True, "severity": sev, "reason": why})
     return out

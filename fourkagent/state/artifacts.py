@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 
 from fourkagent.errors import ArtifactError
-from fourkagent.imageio import atomic_write
-from fourkagent.imagewrite import png_intact
+from fourkagent.imageio import atomic_write, png_intact
 from fourkagent.imaging import Image, to_uint16
 
 ARTIFACT_SUFFIX = ".png"
