@@ -46,7 +46,7 @@ ONE = ("noise", "sensor", "jpeg", "blur")
 TWO = ("sensor+jpeg", "blur+noise")
 CHAINS: tuple[tuple[str, ...], ...] = (
     ("sr_span_x4",), ("sr_srmd_x4",), ("denoise_maxim", "sr_span_x4"), ("denoise_cnn", "sr_span_x4"),
-    ("jpeg_waifu2x", "sr_span_x4"), ("deblur_defocus_cnn", "sr_span_x4"),
+    ("jpeg_waifu2x", "sr_span_x4"), ("deblur_defocus_cnn", "sr_span_x4"), ("sr_realesrgan_x4",),
 )
 """Fixed chains a user could pick instead of the agent (restoration at the small size, then ×4)."""
 PROFILES = ("ExpSR-s4-F", "AerSR-s4-F")

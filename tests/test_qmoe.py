@@ -262,13 +262,15 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
     fid = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
     per = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
     assert "do_no_harm_db" not in fid[0].components and "do_no_harm_db" not in per[1].components
-    assert fid[1].components["do_no_harm_db"] == pytest.approx(-model["safe_margin_db"])
-    margin = model["safe_margin_db"]
+    margin = model.get("tool_margins_db", {}).get("sr_backprojection_x4", model["safe_margin_db"])
+    assert margin > 0 and fid[1].components["do_no_harm_db"] == pytest.approx(-margin)
+    saved = dict(model)
     try:
-        model["safe_margin_db"] = 0.0  # the same model without the head start
+        model["safe_margin_db"], model["tool_margins_db"] = 0.0, {}  # the same model without the head start
         raw = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
     finally:
-        model["safe_margin_db"] = margin
+        model.clear()
+        model.update(saved)
     assert raw[0].components == fid[0].components  # the safe tool itself is unchanged
     assert fid[1].components["predicted_gain_db"] == pytest.approx(raw[1].components["predicted_gain_db"] - margin, abs=1e-3)
 
@@ -306,3 +308,27 @@ def test_do_no_harm_margin_is_the_smallest_that_keeps_the_pick_at_least_the_safe
     rpred = np.array([2.0, 1.5, 0.3, 0.1])
     assert harmless_restoration(rex, rpred, "dehazing", 0.0)[0] == 0.5
     assert harmless_restoration(rex, rpred, "dehazing", 1.0) == pytest.approx((1.0, 1.25))
+
+
+def test_per_tool_margins_hold_back_only_the_tool_the_model_over_predicts() -> None:
+    """SPAN's predictions are trustworthy, back-projection's are inflated by 2 dB: one uniform margin has to
+    hold both back; per-tool margins keep SPAN's true wins and stop back-projection's false ones."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from fit_qmoe_pool import choose_margin, choose_tool_margins, harmless
+
+    step, n, rng = "super-resolution", 20, np.random.default_rng(0)
+    tools = ["sr_lanczos_x4", "sr_span_x4", "sr_backprojection_x4"]
+    span_gain = rng.uniform(0.3, 1.0, n)  # SPAN wins by 0.3..1 dB, predicted exactly
+    bp_gain = rng.uniform(-1.0, -0.3, n)  # back-projection loses, predicted +1..1.7 over Lanczos
+    ex = {"case": np.repeat(np.arange(n), 3), "photo": np.repeat(np.arange(n) // 4, 3), "step": np.array([step] * 3 * n),
+          "tool": np.array(tools * n), "gain": np.ravel(np.c_[np.zeros(n), span_gain, bp_gain])}
+    pred = np.ravel(np.c_[np.zeros(n), span_gain, bp_gain + 2.0])
+    uniform, ok, gained, _ = choose_margin(lambda m: harmless(ex, pred, step, m), 0.95)
+    per_tool, tok, tgained = choose_tool_margins(ex, pred, step, 0.95)
+    assert tok == 1.0 and tgained == pytest.approx(span_gain.mean())  # every SPAN win kept
+    assert per_tool["sr_backprojection_x4"] > per_tool["sr_span_x4"]
+    assert tgained > gained  # the uniform margin high enough to stop back-projection also drops SPAN wins
+    assert harmless(ex, pred, step, per_tool) == pytest.approx((tok, tgained))

@@ -24,6 +24,8 @@ from photo_pool import crops, photos  # noqa: E402
 SAFE_TOOL = {"super-resolution": "sr_lanczos_x4", "super-resolution_2x": "sr_lanczos_x2"}
 """The candidate a fidelity profile falls back to: what a user would pick instead of the agent."""
 MARGINS_DB = tuple(np.round(np.arange(0.0, 3.01, 0.05), 2))
+TOOL_MARGINS_DB = tuple(np.round(np.arange(0.0, 5.01, 0.25), 2))
+"""Grid of the per-tool SR margins (coarser: every combination of three tools is tried)."""
 
 
 def pool_views(split: str, side: int) -> dict[str, np.ndarray]:
@@ -62,9 +64,10 @@ def predictions(models: dict[str, dict], ex: dict[str, np.ndarray]) -> np.ndarra
     return pred
 
 
-def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float) -> tuple[float, float]:
-    """With ``margin`` dB of head start for the safe tool: the share of ``step``'s cases whose pick is at least
-    the safe tool (within ``TIE_DB``), and the mean dB gained over the safe tool."""
+def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float | dict[str, float]) -> tuple[float, float]:
+    """With ``margin`` dB of head start for the safe tool (one number, or one per candidate tool; a tool missing
+    from the dict gets none): the share of ``step``'s cases whose pick is at least the safe tool (within
+    ``TIE_DB``), and the mean dB gained over the safe tool."""
     ok, gained = [], []
     for c in np.unique(ex["case"][ex["step"] == step]):
         m = ex["case"] == c
@@ -72,11 +75,64 @@ def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: flo
         safe = np.flatnonzero(tools == SAFE_TOOL[step])
         if not len(safe):
             continue
-        p = pred[m] - margin * (tools != SAFE_TOOL[step])
-        pick = int(np.argmax(p))
+        head = [0.0 if t == SAFE_TOOL[step] else (margin.get(t, 0.0) if isinstance(margin, dict) else margin)
+                for t in tools]
+        pick = int(np.argmax(pred[m] - np.array(head)))
         ok.append(gains[pick] >= gains[safe[0]] - TIE_DB)
         gained.append(gains[pick] - gains[safe[0]])
     return float(np.mean(ok)), float(np.mean(gained))
+
+
+def choose_tool_margins(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share: float,
+                        grid: tuple[float, ...] = TOOL_MARGINS_DB) -> tuple[dict[str, float], float, float]:
+    """One head start per candidate tool of ``step`` (the model over-predicts some experts more than others):
+    of every combination of ``grid`` values, the one with the most dB over the safe tool among those whose pick
+    is at least the safe tool in ≥ ``share`` of cases (ties: the larger margins); its share and dB. None meeting
+    the share: the uniform choice of :func:`choose_margin` for every tool."""
+    sel = ex["step"] == step
+    names = sorted({str(t) for t in ex["tool"][sel]} - {SAFE_TOOL[step]})
+    combos = np.array(np.meshgrid(*[grid] * len(names), indexing="ij")).reshape(len(names), -1).T
+    col = {t: i for i, t in enumerate(names)}
+    ok, gained = np.zeros(len(combos)), np.zeros(len(combos))
+    ncases = 0
+    for c in np.unique(ex["case"][sel]):
+        m = ex["case"] == c
+        tools, gains, p = ex["tool"][m], ex["gain"][m], pred[m]
+        safe = np.flatnonzero(tools == SAFE_TOOL[step])
+        if not len(safe):
+            continue
+        head = np.zeros((len(combos), len(tools)))
+        for j, t in enumerate(tools):
+            if t != SAFE_TOOL[step]:
+                head[:, j] = combos[:, col[str(t)]]
+        pick = np.argmax(p[None, :] - head, axis=1)
+        ok += gains[pick] >= gains[safe[0]] - TIE_DB
+        gained += gains[pick] - gains[safe[0]]
+        ncases += 1
+    ok, gained = ok / ncases, gained / ncases
+    meeting = np.flatnonzero(ok >= share)
+    if not len(meeting):
+        margin, s, g, _ = choose_margin(lambda mg: harmless(ex, pred, step, mg), share)
+        return {t: margin for t in names}, s, g
+    best = max(meeting, key=lambda k: (round(gained[k], 9), combos[k].sum()))
+    return {t: float(v) for t, v in zip(names, combos[best])}, float(ok[best]), float(gained[best])
+
+
+def leave_photo_out(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share: float) -> tuple[float, float]:
+    """How per-tool margins chosen without one photo do on that photo, over every validation photo: the share of
+    cases at least the safe tool and the mean dB over it (an estimate of how the choice itself generalises)."""
+    sel = ex["step"] == step
+    ok = gained = n = 0.0
+    for ph in np.unique(ex["photo"][sel]):
+        rest = {k: v[ex["photo"] != ph] for k, v in ex.items()}
+        one = {k: v[ex["photo"] == ph] for k, v in ex.items()}
+        margins, _, _ = choose_tool_margins(rest, pred[ex["photo"] != ph], step, share)
+        cases = len(np.unique(one["case"][one["step"] == step]))
+        if not cases:
+            continue
+        s, g = harmless(one, pred[ex["photo"] == ph], step, margins)
+        ok, gained, n = ok + s * cases, gained + g * cases, n + cases
+    return ok / n, gained / n
 
 
 def choose_margin(measure: Callable[[float], tuple[float, float]], share: float) -> tuple[float, float, float, list]:
@@ -147,22 +203,30 @@ def refit_sr(out: Path, side: int, fit_cache: str, val_cache: str, share: float)
     model = json.loads(out.read_text())
     for step, m in models.items():
         margin, ok, gained, table = choose_margin(lambda mg: harmless(ex, pred, step, mg), share)
-        m |= {"safe_tool": SAFE_TOOL[step], "safe_margin_db": margin}
-        report[step] |= {"safe_margin_db": margin, "at_least_safe": ok, "db_over_safe": gained,
-                         "at_least_safe_without_margin": table[0][1]}
+        tool_margins, tok, tgained = choose_tool_margins(ex, pred, step, share)
+        lopo = leave_photo_out(ex, pred, step, share)
+        m |= {"safe_tool": SAFE_TOOL[step], "safe_margin_db": margin, "tool_margins_db": tool_margins}
+        report[step] |= {"safe_margin_db": margin, "at_least_safe_uniform": ok, "db_over_safe_uniform": gained,
+                         "at_least_safe_without_margin": table[0][1], "tool_margins_db": tool_margins,
+                         "at_least_safe": tok, "db_over_safe": tgained,
+                         "at_least_safe_leave_photo_out": lopo[0], "db_over_safe_leave_photo_out": lopo[1]}
         model["steps"][step] = m
         model.get("cross_validation", {}).pop(step, None)  # the in-sample CV of the model replaced
         model.setdefault("validation", {})[step] = report[step]
-        log(f"{step}: margin {margin} dB; (margin, share ≥ safe, dB over safe): "
+        log(f"{step}: uniform margin {margin} dB, per tool {tool_margins}; (margin, share ≥ safe, dB over safe): "
             + ", ".join(f"({a:.2f}, {b:.2f}, {c:+.2f})" for a, b, c in table[::5]))
     model["pool"] = {"fit_photos": int(fit_data["photo"].max() + 1), "validation_photos": int(val_data["photo"].max() + 1),
                      "side": side, "rows": int(len(fit_data["gain"])), "steps": sorted(models),
                      "none_rows_excluded": int(np.sum(fit_data["tool"] == NONE_TOOL))}
     out.write_text(json.dumps(model, indent=1))
-    print("| step | validation cases | agreement | loss vs oracle (dB) | margin (dB) | pick ≥ Lanczos (no margin → margin) | dB over Lanczos |")
+    print("| step | validation cases | agreement | loss vs oracle (dB) | margin per tool (dB) | pick ≥ Lanczos: no margin"
+          " → uniform → per tool (leave-photo-out) | dB over Lanczos: uniform → per tool (leave-photo-out) |")
     print("|---|---|---|---|---|---|---|")
     for step in sorted(models):
         r = report[step]
-        print(f"| {step} | {r['cases']} | {100 * r['agreement']:.0f} % | {r['loss_db']:.2f} | {r['safe_margin_db']:.2f} | "
-              f"{100 * r['at_least_safe_without_margin']:.0f} % → {100 * r['at_least_safe']:.0f} % | {r['db_over_safe']:+.2f} |")
+        per_tool = ", ".join(f"{t.split('_')[1]} {v:.2f}" for t, v in r["tool_margins_db"].items())
+        print(f"| {step} | {r['cases']} | {100 * r['agreement']:.0f} % | {r['loss_db']:.2f} | {per_tool} | "
+              f"{100 * r['at_least_safe_without_margin']:.0f} % → {100 * r['at_least_safe_uniform']:.0f} % → "
+              f"{100 * r['at_least_safe']:.0f} % ({100 * r['at_least_safe_leave_photo_out']:.0f} %) | "
+              f"{r['db_over_safe_uniform']:+.2f} → {r['db_over_safe']:+.2f} ({r['db_over_safe_leave_photo_out']:+.2f}) |")
     print(f"wrote {out}")

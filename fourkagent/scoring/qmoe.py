@@ -91,7 +91,8 @@ class StepScorer:
     def _head_start(self, model: dict | None) -> np.ndarray:
         """Do no harm: for a fidelity profile, the dB by which each candidate must beat the step's safe choice —
         the margin chosen on the validation split (``training/fit_qmoe_pool.py``). The safe choice is a tool
-        (Lanczos for SR: the other candidates get the margin, when Lanczos is among them) or, for a restoration
+        (Lanczos for SR: the other candidates get the margin chosen for them, when Lanczos is among them; a tool
+        without one gets the uniform margin) or, for a restoration
         step, doing nothing (every candidate gets it, so a doubtful expert falls below the rollback threshold and
         the step keeps its input). Zeros otherwise."""
         margin = float((model or {}).get("safe_margin_db", 0.0))
@@ -102,7 +103,8 @@ class StepScorer:
             return np.full(len(self._x), margin)
         if safe not in self._tools:
             return np.zeros(len(self._x))
-        return np.array([0.0 if t == safe else margin for t in self._tools])
+        per_tool = (model or {}).get("tool_margins_db", {})  # tools the validation did not see: the uniform one
+        return np.array([0.0 if t == safe else float(per_tool.get(t, margin)) for t in self._tools])
 
     def scores(self) -> list[Score]:
         """Q and components of every added candidate, in order."""
