@@ -70,10 +70,11 @@ def fit_output(
 
 
 def write_output(img: Image, path: str | os.PathLike[str], info: Mapping[str, Any], factor: int, store: Any,
-                 quality: int = 95) -> tuple[Image, list[str]]:
+                 quality: int = 95, size: tuple[int, int] | None = None) -> tuple[Image, list[str]]:
     """Write the agent's result as the user's output file; returns the written RGB image and notes.
 
-    Crops the padding of tiny inputs, guarantees ``factor`` × the input size, upscales the input's alpha
+    Crops the padding of tiny inputs, guarantees ``factor`` × the input size (then the planned ``size``, when
+    the plan finishes with a resize: ``planning.agenda.output_size``), upscales the input's alpha
     (from ``store``, an ArtifactStore) and re-attaches it, embeds the ICC profile, keeps 16 bits and
     greyscale when the input had them and the format allows.
     """
@@ -81,6 +82,9 @@ def write_output(img: Image, path: str | os.PathLike[str], info: Mapping[str, An
     target = (w * factor, h * factor)
     work = info.get("work_size") or (w, h)
     out, notes = fit_output(img, (int(work[0]), int(work[1])), (w, h), target)
+    if size is not None and tuple(size) != target:  # planned, reported by perceive: not a warning
+        target = (int(size[0]), int(size[1]))
+        out = resize(out, target, "lanczos")
     alpha = None
     if info.get("alpha_artifact"):
         alpha = upscale_alpha(store.get(info["alpha_artifact"])[..., 0], target)

@@ -314,3 +314,18 @@ def test_webp_keeps_alpha_and_quality_matters(tmp_path: Path) -> None:
     assert (tmp_path / "q20.webp").stat().st_size < (tmp_path / "q90.webp").stat().st_size
     back = read_image(tmp_path / "q90.webp")
     assert back.alpha is not None and back.alpha[:, :30].max() < 0.05 and back.alpha[:, 34:].min() > 0.95
+
+
+def test_planned_final_resize_reaches_the_planned_size_without_a_warning(tmp_path: Path) -> None:
+    """A 4K plan finished by a small Lanczos resize (``planning.agenda.output_size``) writes the planned size and
+    keeps the content (no warning: perceive reported the plan)."""
+    from fourkagent.imagewrite import write_output
+
+    rng = np.random.default_rng(0)
+    result = np.clip(rng.normal(0.5, 0.1, (80, 120, 3)), 0, 1).astype(np.float32)  # x8 of a 15x10 input
+    info = {"width": 15, "height": 10, "bits": 8}
+    out, notes = write_output(result, tmp_path / "o.png", info, 8, None, size=(125, 83))
+    assert out.shape == (83, 125, 3) and not notes
+    assert PILImage.open(tmp_path / "o.png").size == (125, 83)
+    back = np.asarray(PILImage.fromarray((out * 255).round().astype(np.uint8)).resize((120, 80), PILImage.LANCZOS)) / 255.0
+    assert np.abs(back.mean((0, 1)) - result.mean((0, 1))).max() < 0.01

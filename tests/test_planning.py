@@ -84,3 +84,29 @@ def test_orderings_are_finite() -> None:
     for steps in (["denoising"], ["denoising", SR4], ["deraining", "dehazing", "denoising", SR4]):
         tried, _, _, _ = _simulate(steps)
         assert len(tried) <= sum(len(list(itertools.permutations(steps, k))) for k in range(1, len(steps) + 1))
+
+
+@pytest.mark.parametrize(("side", "factor", "long_out"), [
+    (491, 8, 4000),  # x8 gives 3928: finished with a x1.018 resize, not x16 (7856 px)
+    (900, 4, 4000),  # x4 gives 3600 (x8 would be 7200)
+    (1700, 2, 4000),
+    (400, 8, 4000),  # 3200 * 1.25 = 4000: the edge of the rule
+    (399, 16, 6384),  # just beyond: x16
+    (256, 16, 4096),
+    (160, 16, 2560),  # the largest factor falls short, and says so
+])
+def test_4k_reaches_4000_the_cheap_way(side: int, factor: int, long_out: int) -> None:
+    from fourkagent.planning.agenda import output_size
+
+    profile = load_profile("Gen4K-P")
+    assert upscale_factor(side, side // 2, profile) == factor
+    (w, h), why = output_size(side, side // 2, factor, profile)
+    assert max(w, h) == long_out and abs(w / h - 2) < 0.01
+    assert ("resize" in why) == (long_out == 4000 and side * factor < 4000)
+    assert ("short of" in why) == (long_out < 4000)
+
+
+def test_explicit_scale_output_is_exactly_factor_times() -> None:
+    from fourkagent.planning.agenda import output_size
+
+    assert output_size(491, 300, 4, load_profile("ExpSR-s4-F")) == ((1964, 1200), "")

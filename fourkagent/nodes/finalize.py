@@ -46,7 +46,9 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     img = store.get(state["tree"][state["cursor"]]["artifact"])
     factor = math.prod(step_scale(s) for s in state.get("all_steps", []))
     quality = int((state.get("options") or {}).get("quality", 95))
-    img, notes = write_output(img, out_path, info, factor, store, quality)  # crop, alpha, ICC, 16-bit
+    size = (state.get("perception") or {}).get("output_size")
+    img, notes = write_output(img, out_path, info, factor, store, quality,  # crop, alpha, ICC, 16-bit
+                              size=tuple(size) if size else None)
     report = build_report(state, out_path)
     report["output"]["size"] = [img.shape[1], img.shape[0]]
     report["warnings"] = [*info.get("warnings", []), *notes]

@@ -19,7 +19,7 @@ from fourkagent.faces.pipeline import reference_faces
 from fourkagent.nodes._common import timed
 from fourkagent.perception.offline import describe, factor_aware, perceive_offline
 from fourkagent.perception.vlm import perceive_vlm
-from fourkagent.planning.agenda import upscale_factor
+from fourkagent.planning.agenda import output_size, upscale_factor
 from fourkagent.planning.search import ROOT
 from fourkagent.profiles import load_profile
 from fourkagent.state.artifacts import ArtifactStore
@@ -102,6 +102,10 @@ def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | 
     if profile.perceiver == "vlm":  # the VLM's verdicts, or offline with a note saying why not
         perception = perceive_vlm(img, perception, ctx)
     perception["factor"] = factor
+    size, why = output_size(info.width, info.height, factor, profile)
+    perception["output_size"] = list(size)
+    if why:
+        perception["size_note"] = why
     perception["degradations"] = factor_aware(perception["degradations"], factor)
     if perception.get("perceiver") == "offline":  # a VLM's own description is kept
         perception["description"] = describe(img, perception["degradations"])

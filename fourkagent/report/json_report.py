@@ -92,6 +92,8 @@ def summary(report: dict[str, Any]) -> str:
     """A few lines: size change, chosen tools with scores, rollbacks, time."""
     inp, out = report["input"], report["output"]
     lines = [f"{inp['width']}x{inp['height']} -> {out['size'][0]}x{out['size'][1]} ({report['profile']['name']})"]
+    if report["perception"].get("size_note"):
+        lines.append("size: " + report["perception"]["size_note"])
     found = [f"{d['kind']} ({d['severity']})" for d in report["perception"]["degradations"] if d.get("present")]
     lines.append("degradations: " + (", ".join(found) if found else "none detected"))
     for t in report["trajectory"]:
