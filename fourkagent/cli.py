@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
 from typing import Any
 
+from fourkagent import cli_checks
 from fourkagent.errors import FourKError
 
 PROG = "4kagent"
+"""Heavy modules (numpy, OpenCV, LangGraph, torch) are imported inside the commands, after the arguments, paths
+and profile are checked (``cli_checks``), so mistakes are reported at once."""
 
 
-def _progress(quiet: bool) -> Any:
-    t0 = time.perf_counter()
+def _stamp(t0: float) -> str:
+    return f"[{time.perf_counter() - t0:6.1f}s]"
+
+
+def _progress(quiet: bool, t0: float | None = None) -> Any:
+    t0 = time.perf_counter() if t0 is None else t0
 
     def handler(kind: str, chunk: dict[str, Any]) -> None:
         if quiet:
             return
-        stamp = f"[{time.perf_counter() - t0:6.1f}s]"
+        stamp = _stamp(t0)
         if kind == "custom":
             ev = chunk.get("event")
             if ev == "tool_end":
@@ -57,41 +65,87 @@ def _describe(node: str, update: dict[str, Any]) -> str:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from fourkagent.context import Context
-    from fourkagent.imageio import check_output_path
-    from fourkagent.runner import resume, run
+    t0 = time.perf_counter()
+    from fourkagent import devices
+    from fourkagent.context import Context  # light: the device is checked for syntax only
 
     ctx = Context(home=args.home or "", device=args.device or "", threads=max(0, args.threads or 0))
     if args.resume:
-        res = resume(args.resume, context=ctx, on_event=_progress(args.quiet))
+        cli_checks.check_run_exists(ctx.home, args.resume)
     else:
-        if not args.input or not args.output:
-            raise FourKError("restore needs INPUT and -o OUTPUT (or --resume RUN_ID)")
-        check_output_path(args.output, overwrite=args.overwrite)
+        _preflight(args)
+    devices.check(ctx.device)  # imports torch only for an explicit GPU device
+    if not args.quiet:  # the first line, before LangGraph, torch and the tools load
+        what = f"resume {args.resume}" if args.resume else f"restore {args.input} -> {args.output}"
+        print(f"{_stamp(t0)} {what}: loading the agent and its models...", file=sys.stderr, flush=True)
+    from fourkagent.runner import resume, run
+
+    on_event = _progress(args.quiet, t0)
+    if args.resume:
+        res = resume(args.resume, context=ctx, on_event=on_event)
+    else:
         options: dict[str, Any] = {"overwrite": args.overwrite}
         if args.threshold is not None:
             options["threshold"] = args.threshold
         res = run(args.input, args.output, args.profile, run_id=args.run_id, options=options, context=ctx,
-                  on_event=_progress(args.quiet))
+                  on_event=on_event)
+    html = _html_report(res)
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(res | ({"report_html": html} if html else {}), indent=2))
     else:
         print(res.get("summary") or "")
-        print(f"output: {res['output_path']}\nreport: {res['report_path']}\nrun id: {res['run_id']}")
+        print(f"output: {res['output_path']}\nreport: {res['report_path']}")
+        if html:
+            print(f"html report: {html}")
+        print(f"run id: {res['run_id']}")
     return 0
 
 
-def cmd_profiles(args: argparse.Namespace) -> int:
-    from fourkagent.profiles import DEFAULT_PROFILE, list_profiles
+def _preflight(args: argparse.Namespace) -> None:
+    """The checks a run makes before any work (``nodes.perceive``), made first so that a mistake is reported alone,
+    on one line, before the progress starts: path and profile-name mistakes in about 0.1 s with the standard
+    library only, then the image, the profile's contents, the scorer's files and the output size with numpy,
+    OpenCV, Pillow and pydantic (a few tenths of a second, no torch). The run makes them again."""
+    if not args.input or not args.output:
+        raise FourKError("restore needs INPUT and -o OUTPUT (or --resume RUN_ID)")
+    cli_checks.check_output(args.output, overwrite=args.overwrite)
+    cli_checks.check_profile(args.profile)
+    cli_checks.check_not_input(args.input, args.output)
+    cli_checks.check_input(args.input)
+    from fourkagent.imageio import check_output_pixels, read_image
+    from fourkagent.planning.agenda import upscale_factor
+    from fourkagent.profiles import load_profile
 
-    profiles = list_profiles()
-    if args.json:
-        print(json.dumps([p.model_dump() for p in profiles], indent=2))
+    profile = load_profile(args.profile)
+    if profile.scorer != "offline":  # learned metrics missing
+        from fourkagent.scoring.paper import require_scorer
+
+        require_scorer(profile.scorer)
+    info = read_image(args.input).info  # a damaged image (the run reads it again)
+    check_output_pixels(args.input, info.width, info.height, upscale_factor(info.width, info.height, profile))
+
+
+def _html_report(res: dict[str, Any]) -> str | None:
+    """The HTML report finalize wrote beside the output (``<stem>.report.html``), if it is there."""
+    from fourkagent.report.html import html_path_for
+
+    if not res.get("output_path"):
+        return None
+    path = html_path_for(res["output_path"])
+    return str(path) if path.is_file() else None
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    if args.json:  # every field, validated: needs the typed model
+        from fourkagent.profiles import list_profiles
+
+        print(json.dumps([p.model_dump() for p in list_profiles()], indent=2))
         return 0
-    width = max(len(p.name) for p in profiles)
-    for p in profiles:
-        mark = " (default)" if p.name == DEFAULT_PROFILE else ""
-        print(f"{p.name:<{width}}  {p.description}{mark}")
+    rows = cli_checks.profile_catalogue()  # names and descriptions straight from the YAML: no numpy or pydantic
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        mark = " (default)" if name == cli_checks.DEFAULT_PROFILE else ""
+        print(f"{name:<{width}}  {description}{mark}")
     return 0
 
 
@@ -116,6 +170,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 
 def cmd_perceive(args: argparse.Namespace) -> int:
+    cli_checks.check_input(args.image)  # before the heavy imports (the full checks follow in load_image)
+    cli_checks.check_profile(args.profile)
     from fourkagent.context import Context
     from fourkagent.imageio import load_image, pad_to_min
     from fourkagent.perception.offline import perceive_offline
@@ -302,9 +358,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors and a non-zero exit for anything the user can fix."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader that left (`| head -1`) shows up here, inside main, not at interpreter exit
+    except BrokenPipeError:
+        # As the signal module's "Note on SIGPIPE": send what is left to /dev/null and end quietly; 141 (128 +
+        # SIGPIPE) is the status a shell reports for `yes | head -1`, so pipefail scripts see what they expect.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
+            pass
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
+    except BrokenPipeError:
+        raise  # not an error of the user's: main ends quietly
     except FourKError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2

@@ -38,6 +38,11 @@ def test_restore_prints_summary_and_writes_report(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "64x48 -> 256x192" in res.stdout
     assert (tmp_path / "out.report.json").exists()
+    assert f"report: {tmp_path / 'out.report.json'}" in res.stdout.splitlines()
+    assert f"html report: {tmp_path / 'out.report.html'}" in res.stdout.splitlines()  # the file a person opens
+    assert (tmp_path / "out.report.html").is_file()
+    first = res.stderr.splitlines()[0]  # printed before the agent loads, in the progress lines' format
+    assert first.startswith("[ ") and f"restore {src} -> {out}: loading the agent" in first
     again = _cli("restore", str(src), "-o", str(out), "-p", "ExpSR-s4-F")
     assert again.returncode == 2 and "already exists" in again.stderr
 
