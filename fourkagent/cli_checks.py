@@ -1,36 +1,30 @@
-"""What the CLI checks before it loads anything: standard library, ``yaml`` and ``fourkagent.errors`` only.
+"""What the CLI checks before it loads anything: standard library, ``yaml`` and light ``fourkagent`` modules only.
 
 A run starts by importing numpy, OpenCV, LangGraph and torch (seconds on a small machine); a mistyped path or
-profile should not wait for that. These functions repeat the first checks of a run with the same messages —
-``imageio.check_output_path``, the profile-catalogue lookup of ``profiles.loader``, ``imageio.check_not_input``
-and the opening of ``imageio.read_image`` — so the mistake is reported in a fraction of a second. The run makes
-its own checks again; nothing relies on this module for safety.
+profile should not wait for that. The path and profile checks are the run's own (``fourkagent.paths``, which
+``imageio`` and ``profiles.loader`` use), made first so the mistake is reported in a fraction of a second. The run
+makes its checks again; nothing relies on this module for safety.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from importlib import resources
 from pathlib import Path
 
-from fourkagent.errors import BadInputError, ProfileError, RunError
+from fourkagent.errors import RunError
+from fourkagent.paths import (
+    DEFAULT_PROFILE,
+    check_not_input,
+    check_output_path,
+    input_file,
+    profile_file,
+    profile_files,
+    read_input,
+)
 
-DEFAULT_PROFILE = "FastGen4K-P"
-"""``profiles.loader.DEFAULT_PROFILE`` (kept equal by a test; importing it would load numpy and pydantic)."""
-
-OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
-"""The keys of ``imagewrite.OUTPUT_FORMATS`` (kept equal by a test; importing it would load OpenCV)."""
-
-
-def _key(name: str) -> str:
-    return name.lower().replace("_", "-")  # as profiles.loader
-
-
-def profile_files() -> dict[str, Path]:
-    """The predefined profiles' YAML files by lookup key, in name order (the files ``profiles.loader`` reads)."""
-    data = Path(str(resources.files("fourkagent") / "profiles" / "data"))
-    return {_key(p.stem): p for p in sorted(data.glob("*.yaml"))}
+__all__ = ["DEFAULT_PROFILE", "check_input", "check_not_input", "check_output_path", "check_profile",
+           "check_run_exists", "profile_catalogue"]
 
 
 def profile_catalogue() -> list[tuple[str, str]]:
@@ -49,48 +43,10 @@ def check_profile(spec: str | None) -> None:
     """A predefined name, or a file that exists (its contents are validated by ``profiles.load_profile``).
 
     Raises:
-        ProfileError: unknown name or missing file (the loader's messages).
+        ProfileError: unknown name or missing file (``paths.profile_file``, as the loader).
     """
-    if spec is None or _key(spec) in profile_files():
-        return
-    path = Path(spec).expanduser()
-    if path.suffix.lower() in (".yaml", ".yml") or path.exists():  # as profiles.loader: then it must be a file
-        if not path.is_file():
-            raise ProfileError(f"profile file {path} does not exist")
-        return
-    raise ProfileError(f"unknown profile {spec!r}; `4kagent profiles` lists them, or pass a YAML file")
-
-
-def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """As ``imageio.check_output_path``: extension, writable directory, not a directory, not existing.
-
-    Raises:
-        RunError: the first of those that fails.
-    """
-    p = Path(path)
-    if p.suffix.lower() not in OUTPUT_EXTENSIONS:
-        raise RunError(f"{p}: unsupported output extension (use one of {', '.join(sorted(OUTPUT_EXTENSIONS))})")
-    if not p.parent.is_dir():
-        raise RunError(f"{p.parent}: output directory does not exist")
-    if not os.access(p.parent, os.W_OK | os.X_OK):
-        raise RunError(f"{p.parent}: output directory is not writable")
-    if p.is_dir():
-        raise RunError(f"{p}: is a directory")
-    if p.exists() and not overwrite:
-        raise RunError(f"{p}: already exists (pass --overwrite to replace it)")
-    return p
-
-
-def check_not_input(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
-    """As ``imageio.check_not_input``: the output may not be the input file, even with ``--overwrite``.
-
-    Raises:
-        RunError: both paths name the same file.
-    """
-    i, o = Path(input_path), Path(output_path)
-    same = o.exists() and i.exists() and os.path.samefile(i, o)
-    if same or i.resolve() == o.resolve():
-        raise RunError(f"{o}: is the input file; inputs are never overwritten (choose another output)")
+    if spec is not None:
+        profile_file(spec)
 
 
 def check_run_exists(home: str | os.PathLike[str], run_id: str) -> None:
@@ -123,17 +79,6 @@ def check_input(path: str | os.PathLike[str]) -> None:
     """The input exists, is a regular file, can be opened for reading and is not empty (decoding comes later).
 
     Raises:
-        BadInputError: with ``imageio.read_image``'s message for the same fault.
+        BadInputError: as ``imageio.read_image`` (``paths.input_file``, ``paths.read_input``).
     """
-    p = Path(path)
-    if not p.exists():
-        raise BadInputError(f"{p}: no such file")
-    if not p.is_file():
-        raise BadInputError(f"{p}: not a regular file")
-    try:
-        with open(p, "rb") as fh:  # read-only, one byte
-            first = fh.read(1)
-    except OSError as exc:
-        raise BadInputError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if not first:
-        raise BadInputError(f"{p}: empty file")
+    read_input(input_file(path), peek=True)

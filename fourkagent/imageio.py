@@ -22,7 +22,6 @@ from PIL import UnidentifiedImageError
 
 from fourkagent.errors import BadInputError, FourKError, RunError
 from fourkagent.imagewrite import (
-    OUTPUT_FORMATS,
     PNG_SIGNATURE,
     _png_chunks,
     atomic_write,
@@ -38,6 +37,7 @@ from fourkagent.imagewrite import (
     write_output,
 )
 from fourkagent.imaging import Image, as_image
+from fourkagent.paths import OUTPUT_FORMATS, check_not_input, check_output_path, input_file, read_input
 
 __all__ = [
     "MAX_PIXELS_DEFAULT", "MIN_WORK_SIDE", "OUTPUT_FORMATS", "InputInfo", "LoadedImage", "atomic_write",
@@ -137,21 +137,9 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         BadInputError: missing, not a file, empty, not an image, corrupt or truncated, or too large.
         RunError: FOURKAGENT_MAX_PIXELS is malformed.
     """
-    p = Path(path)
-    if not p.exists():
-        raise BadInputError(f"{p}: no such file")
-    if not p.is_file():
-        raise BadInputError(f"{p}: not a regular file")
+    p = input_file(path)
     limit = max_pixels()
-    try:
-        if p.stat().st_size > limit * 8 + (1 << 20):  # more than even raw 16-bit RGBA of the limit could need
-            raise BadInputError(f"{p}: {p.stat().st_size} bytes is too large for the {limit}-pixel limit")
-        with open(p, "rb") as fh:  # the only way the input is ever opened
-            data = fh.read()
-    except OSError as exc:
-        raise BadInputError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise BadInputError(f"{p}: empty file")
+    data = read_input(p, limit)
     try:
         return _decode(p, data, limit)
     except FourKError:
@@ -341,36 +329,3 @@ def pad_to_min(img: Image, min_side: int = MIN_WORK_SIDE) -> Image:
     if not (ph or pw):
         return img
     return np.ascontiguousarray(np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="symmetric"))
-
-
-def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Validate an output path before a run starts.
-
-    Raises:
-        RunError: unsupported extension, missing or unwritable directory, an existing directory at the
-            path, or an existing file without ``overwrite``.
-    """
-    p = Path(path)
-    if p.suffix.lower() not in OUTPUT_FORMATS:
-        raise RunError(f"{p}: unsupported output extension (use one of {', '.join(sorted(OUTPUT_FORMATS))})")
-    if not p.parent.is_dir():
-        raise RunError(f"{p.parent}: output directory does not exist")
-    if not os.access(p.parent, os.W_OK | os.X_OK):
-        raise RunError(f"{p.parent}: output directory is not writable")
-    if p.is_dir():
-        raise RunError(f"{p}: is a directory")
-    if p.exists() and not overwrite:
-        raise RunError(f"{p}: already exists (pass --overwrite to replace it)")
-    return p
-
-
-def check_not_input(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
-    """Refuse an output that is the input file itself (even with ``--overwrite``: inputs are never modified).
-
-    Raises:
-        RunError: both paths name the same file.
-    """
-    i, o = Path(input_path), Path(output_path)
-    same = o.exists() and i.exists() and os.path.samefile(i, o)
-    if same or i.resolve() == o.resolve():
-        raise RunError(f"{o}: is the input file; inputs are never overwritten (choose another output)")

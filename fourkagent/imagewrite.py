@@ -23,8 +23,8 @@ from PIL import Image as PILImage
 
 from fourkagent.errors import ArtifactError, RunError
 from fourkagent.imaging import Image, luma, resize, to_uint8, to_uint16
+from fourkagent.paths import OUTPUT_FORMATS
 
-OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -10,27 +9,15 @@ import yaml
 from pydantic import ValidationError
 
 from fourkagent.errors import ProfileError
+from fourkagent.paths import DEFAULT_PROFILE, profile_file, profile_files
 from fourkagent.profiles.model import Profile
 
-DEFAULT_PROFILE = "FastGen4K-P"
-"""The profile used when none is given (the reference's recommended default)."""
-
-
-def _data_dir() -> Path:
-    return Path(str(resources.files("fourkagent.profiles") / "data"))
-
-
-def _key(name: str) -> str:
-    return name.lower().replace("_", "-")
-
-
-def _predefined() -> dict[str, Path]:
-    return {_key(p.stem): p for p in sorted(_data_dir().glob("*.yaml"))}
+__all__ = ["DEFAULT_PROFILE", "list_profiles", "load_profile"]
 
 
 def list_profiles() -> list[Profile]:
     """Every predefined profile, validated, in name order."""
-    return [_from_file(p) for p in _predefined().values()]
+    return [_from_file(p) for p in profile_files().values()]
 
 
 def _from_mapping(data: Any, source: str) -> Profile:
@@ -78,12 +65,4 @@ def load_profile(spec: str | dict[str, Any] | Profile | None = None) -> Profile:
             merged.update(data)
             data = merged
         return _from_mapping(data, str(data.get("name", "(inline)")))
-    known = _predefined()
-    if _key(spec) in known:
-        return _from_file(known[_key(spec)])
-    path = Path(spec).expanduser()
-    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ProfileError(f"profile file {path} does not exist")
-        return _from_file(path)
-    raise ProfileError(f"unknown profile {spec!r}; `4kagent profiles` lists them, or pass a YAML file")
+    return _from_file(profile_file(spec))  # a predefined name, else a YAML file
