@@ -11,57 +11,12 @@ import time
 from typing import Any
 
 from fourkagent import cli_checks
+from fourkagent.cli_progress import bar, progress, stamp
 from fourkagent.errors import FourKError
 
 PROG = "4kagent"
 """Heavy modules (numpy, OpenCV, LangGraph, torch) are imported inside the commands, after the arguments, paths
 and profile are checked (``cli_checks``), so mistakes are reported at once."""
-
-
-def _stamp(t0: float) -> str:
-    return f"[{time.perf_counter() - t0:6.1f}s]"
-
-
-def _progress(quiet: bool, t0: float | None = None) -> Any:
-    t0 = time.perf_counter() if t0 is None else t0
-
-    def handler(kind: str, chunk: dict[str, Any]) -> None:
-        if quiet:
-            return
-        stamp = _stamp(t0)
-        if kind == "custom":
-            ev = chunk.get("event")
-            if ev == "tool_end":
-                res = f"error: {chunk['error']}" if chunk.get("error") else f"{chunk['seconds']:.1f}s"
-                print(f"{stamp}   {chunk['step']}: {chunk['tool']} {res}", file=sys.stderr, flush=True)
-            elif ev == "candidate_scored":
-                print(f"{stamp}   {chunk['step']}: {chunk['tool']} Q={chunk['score']:.3f}", file=sys.stderr, flush=True)
-            return
-        for node, update in chunk.items():
-            print(f"{stamp} {node}: {_describe(node, update or {})}", file=sys.stderr, flush=True)
-
-    return handler
-
-
-def _describe(node: str, update: dict[str, Any]) -> str:
-    if node == "perceive":
-        p = update.get("perception", {})
-        found = [d["kind"] for d in p.get("degradations", []) if d.get("present")]
-        return f"factor x{p.get('factor')}, degradations: {', '.join(found) or 'none'}"
-    if node == "plan":
-        return "agenda: " + (" -> ".join(update.get("agenda", [])) or "(done)")
-    if node == "reflect":
-        v = update.get("verdict", {})
-        ok = "ok" if v.get("passed") else "below threshold"
-        best = "none" if v.get("best_score") is None else f"{v['best_tool']} Q={v['best_score']:.3f}"
-        return f"{v.get('step')}: best {best} ({ok})"
-    if node == "rollback":
-        return (update.get("rollbacks") or [{}])[-1].get("action", "")
-    if node == "face_restore":
-        return str((update.get("faces") or {}).get("reason", ""))
-    if node == "finalize":
-        return f"wrote {update.get('output_path')}"
-    return "done"
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -77,10 +32,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     devices.check(ctx.device)  # imports torch only for an explicit GPU device
     if not args.quiet:  # the first line, before LangGraph, torch and the tools load
         what = f"resume {args.resume}" if args.resume else f"restore {args.input} -> {args.output}"
-        print(f"{_stamp(t0)} {what}: loading the agent and its models...", file=sys.stderr, flush=True)
+        print(f"{stamp(t0)} {what}: loading the agent and its models...", file=sys.stderr, flush=True)
     from fourkagent.runner import resume, run
 
-    on_event = _progress(args.quiet, t0)
+    on_event = progress(args.quiet, t0)
     if args.resume:
         res = resume(args.resume, context=ctx, on_event=on_event)
     else:
@@ -108,7 +63,7 @@ def _preflight(args: argparse.Namespace) -> None:
     OpenCV, Pillow and pydantic (a few tenths of a second, no torch). The run makes them again."""
     if not args.input or not args.output:
         raise FourKError("restore needs INPUT and -o OUTPUT (or --resume RUN_ID)")
-    cli_checks.check_output(args.output, overwrite=args.overwrite)
+    cli_checks.check_output_path(args.output, overwrite=args.overwrite)
     cli_checks.check_profile(args.profile)
     cli_checks.check_not_input(args.input, args.output)
     cli_checks.check_input(args.input)
@@ -229,15 +184,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
-def _bar(label: str, done: int, total: int | None) -> None:
-    if total:
-        n = int(30 * done / total)
-        text = f"\r{label} [{'#' * n}{'.' * (30 - n)}] {done / 2**20:7.1f}/{total / 2**20:.1f} MiB"
-    else:
-        text = f"\r{label} {done / 2**20:7.1f} MiB"
-    print(text, end="\n" if total and done >= total else "", file=sys.stderr, flush=True)
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     from fourkagent.models import store
     from fourkagent.context import Context
@@ -270,7 +216,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in npm_names:
             print(f"installed {npm.pull(name, args.from_file, progress=say)}")
         rest = [n for n in names if n not in npm.NPM_MODELS]
-        for path in store.pull(rest, args.base_url, model_dir=model_dir, progress=None if args.quiet else _bar) if rest else []:
+        for path in store.pull(rest, args.base_url, model_dir=model_dir, progress=None if args.quiet else bar) if rest else []:
             print(f"installed {path}")
         return 0
     rows = store.listing(model_dir)

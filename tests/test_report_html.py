@@ -21,7 +21,8 @@ from fourkagent.context import Context
 from fourkagent.imageio import save_image
 from fourkagent.imaging import as_image
 from fourkagent.imaging import resize
-from fourkagent.report.html import CAND_MAX, CAND_MIN, MAX_CAND_CROPS, THUMB_SIDE, html_path_for, render_html
+from fourkagent.report.html import html_path_for, render_html
+from fourkagent.report.images import CAND_MAX, CAND_MIN, MAX_CAND_CROPS, THUMB_SIDE
 from fourkagent.report.legend import STEP_COLUMNS, UNEXPLAINED, legend_html
 from fourkagent.report.regions import Region, detail_box
 from fourkagent.runner import run
