@@ -45,7 +45,7 @@ def describe(node: str, update: dict[str, Any]) -> str:
     if node == "reflect":
         v = update.get("verdict", {})
         ok = "ok" if v.get("passed") else "below threshold"
-        best = "none" if v.get("best_score") is None else f"{v['best_tool']} Q={v['best_score']:.3f}"
+        best = "none" if v.get("best_score") is None else f"{v['best_tool'] or 'kept the input'} Q={v['best_score']:.3f}"
         return f"{v.get('step')}: best {best} ({ok})"
     if node == "rollback":
         return (update.get("rollbacks") or [{}])[-1].get("action", "")

@@ -65,10 +65,13 @@ def test_html_beside_output_with_every_step_and_score(runs: dict[str, dict[str, 
     assert r["html_path"].name == "normal.report.html" and report["report_html"] == str(r["html_path"])
     assert len(report["trajectory"]) >= 2
     for t in report["trajectory"]:
-        assert f'data-node="{t["node"]}"' in html and t["step"] in html and t["tool"] in html
+        assert f'data-node="{t["node"]}"' in html and t["step"] in html and (t["tool"] or "kept the input") in html
     for nid, node in report["tree"].items():
         assert f'data-node="{nid}"' in html
         for c in node.get("candidates", []):
+            if c.get("unchanged"):  # a tool that returned its input is no candidate: not scored
+                assert c["score"] is None and c["error"] in html
+                continue
             assert c["score"] is not None
             assert f'data-score="{c["score"]}"' in html and _fmt(c["score"]) in html
             for v in c["components"].values():

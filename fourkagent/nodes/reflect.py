@@ -7,7 +7,8 @@ from typing import Any, Literal
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.agenda import step_scale
 from fourkagent.planning.search import new_node
-from fourkagent.scoring.paper import default_threshold, step_scorer
+from fourkagent.scoring.paper import SCORERS, default_threshold, step_scorer
+from fourkagent.scoring.qmoe import gain_to_q
 from fourkagent.state.schema import State
 
 
@@ -31,21 +32,38 @@ def reflect(state: State) -> dict[str, Any]:
 
     When the best candidate fails and no rollback can follow (rollback off, or after a compromise),
     a restoration step keeps its input image: doing nothing beats an expert that makes things worse.
+
+    A tool that returned its input unchanged (e.g. a denoiser that finds no noise to remove) is not a
+    candidate: it is not scored (the tool prior would credit it with the tool's usual gain) and not credited.
+    It offers "keep the input" instead, at the Q of doing nothing; when no candidate beats that, the step
+    keeps its input with no tool.
     """
     step = state["agenda"][0]
     profile = profile_of(state)
     store = store_of(state)
     parent = state["tree"][state["cursor"]]
     description = str((state.get("perception") or {}).get("description") or "")
-    scorer = step_scorer(profile, store.get(parent["artifact"]), step, description)
+    inp = store.get(parent["artifact"])
+    scorer = step_scorer(profile, inp, step, description)
     cands = state.get("candidates", [])
-    ok = [c for c in cands if c["artifact"] is not None]
+    unchanged = [c["tool"] for c in cands if c["artifact"] is not None and c["artifact"] == parent["artifact"]]
+    ok = [c for c in cands if c["artifact"] is not None and c["tool"] not in unchanged]
     for cand in ok:
         scorer.add(store.get(cand["artifact"]), sure_ratio=cand.get("sure_ratio"), tool=cand["tool"])
-    by_tool = {c["tool"]: s for c, s in zip(ok, scorer.scores())}
+    absolute = profile.scorer in SCORERS  # the paper's scorers: absolute scores, the input gets its own
+    if unchanged and absolute:
+        scorer.add(inp)
+    scores = scorer.scores()
+    by_tool = {c["tool"]: s for c, s in zip(ok, scores)}
+    # the offline scorer's Q = 0.5 means "as good as doing nothing" by construction
+    keep_q = (scores[-1].score if absolute else gain_to_q(0.0)) if unchanged else None
     scored: list[dict[str, Any]] = []
     for cand in cands:
         entry = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds")}
+        if cand["tool"] in unchanged:
+            scored.append(entry | {"score": None, "components": {}, "unchanged": True,
+                                   "error": "returned its input unchanged: not a candidate"})
+            continue
         s = by_tool.get(cand["tool"])
         if s is None:
             scored.append(entry | {"score": None, "components": {}, "error": cand["error"]})
@@ -54,15 +72,22 @@ def reflect(state: State) -> dict[str, Any]:
         emit({"event": "candidate_scored", "step": step, "tool": cand["tool"], "score": s.score})
     valid = [c for c in scored if c["score"] is not None]
     thr = threshold_of(state)
+    note = None
     if valid:
         best = max(valid, key=lambda c: c["score"])  # first of equals wins: registry order
         size = next(c for c in cands if c["tool"] == best["tool"])["size"]
-    else:  # nothing usable: a failed node holding the unchanged image
+    if keep_q is not None and (not valid or best["score"] <= keep_q):  # doing nothing wins ties
+        best = {"tool": None, "artifact": parent["artifact"], "score": keep_q}
+        size = [parent["width"], parent["height"]]
+        note = f"kept the input: no candidate improved it ({', '.join(unchanged)} returned it unchanged)"
+    elif not valid:  # nothing usable: a failed node holding the unchanged image
         best = {"tool": None, "artifact": parent["artifact"], "score": 0.0}
         size = [parent["width"], parent["height"]]
-    passed = bool(valid) and best["score"] >= thr
+    passed = (bool(valid) or keep_q is not None) and best["score"] >= thr
     verdict = {"step": step, "best_tool": best["tool"], "best_score": best["score"], "threshold": thr, "passed": passed}
-    if not valid:
+    if note:  # the rollback record quotes it: a failing one says why
+        verdict["reason"] = note if passed else f"{note}; Q {keep_q:.3f} < threshold {thr:.3f}"
+    elif not valid:
         verdict["reason"] = "no expert produced a valid image"
     if valid and not passed and not rollback_allowed(state) and step_scale(step) == 1:
         best = {"tool": None, "artifact": parent["artifact"], "score": best["score"]}
@@ -71,6 +96,7 @@ def reflect(state: State) -> dict[str, Any]:
     tree, child = new_node(
         state["tree"], state["cursor"], step, tool=best["tool"], artifact=best["artifact"],
         score=best["score"], width=size[0], height=size[1], failed=not passed, candidates=scored,
+        **({"note": verdict["reason"]} if best["tool"] is None and "reason" in verdict else {}),
     )
     verdict["node"] = child
     update: dict[str, Any] = {"scores": scored, "verdict": verdict, "tree": tree}

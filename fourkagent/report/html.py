@@ -104,7 +104,7 @@ def _node(tree: dict[str, Any], nid: str, on_path: set[str], final: str, images:
     if n.get("parent") is None:
         title, badges = "input", ""
     else:
-        title = f'{escape(str(n.get("step")))} → {escape(str(n.get("tool")))} Q={fmt(n.get("score"))}'
+        title = f'{escape(str(n.get("step")))} → {escape(str(n.get("tool") or "kept the input"))} Q={fmt(n.get("score"))}'
         ok = '<span class="badge ok">passed</span>'
         badges = '<span class="badge fail">below threshold</span>' if n.get("failed") else ok
     if nid == final:
@@ -243,7 +243,7 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
         compare,
         "<h2>Trajectory</h2>",
         table(["#", "node", "step", "tool", "Q", "result"], [
-            [str(i + 1), escape(t["node"]), escape(t["step"]), escape(str(t["tool"])),
+            [str(i + 1), escape(t["node"]), escape(t["step"]), escape(str(t["tool"] or "kept the input")),
              f'<span data-score="{t["score"]}">{fmt(t["score"])}</span>', "below threshold" if t["failed"] else "passed"]
             for i, t in enumerate(traj)], help=STEP_COLUMNS) if traj else "<p>No step was needed.</p>",
         "<h2>Search tree (every node, accepted or failed)</h2>",

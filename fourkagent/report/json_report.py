@@ -19,7 +19,7 @@ def trajectory(state: State) -> list[dict[str, Any]]:
         out.append({
             "node": nid, "step": n["step"], "tool": n["tool"], "score": n["score"], "failed": n["failed"],
             "size": [n["width"], n["height"]], "artifact": n["artifact"], "candidates": n.get("candidates", []),
-        })
+        } | ({"note": n["note"]} if n.get("note") else {}))
     return out
 
 
@@ -98,7 +98,9 @@ def summary(report: dict[str, Any]) -> str:
     lines.append("degradations: " + (", ".join(found) if found else "none detected"))
     for t in report["trajectory"]:
         mark = " (below threshold)" if t["failed"] else ""
-        lines.append(f"  {t['step']}: {t['tool']} Q={t['score']:.3f}{mark}")
+        if t["tool"] is None:  # no tool changed the image: none is credited
+            mark = mark or " (no candidate improved it)"
+        lines.append(f"  {t['step']}: {t['tool'] or 'kept the input'} Q={t['score']:.3f}{mark}")
     if not report["trajectory"]:
         lines.append("  no step was needed")
     if report["rollbacks"]:
