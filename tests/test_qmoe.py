@@ -332,3 +332,35 @@ def test_per_tool_margins_hold_back_only_the_tool_the_model_over_predicts() -> N
     assert per_tool["sr_backprojection_x4"] > per_tool["sr_span_x4"]
     assert tgained > gained  # the uniform margin high enough to stop back-projection also drops SPAN wins
     assert harmless(ex, pred, step, per_tool) == pytest.approx((tok, tgained))
+
+
+def test_merge_tool_rows_matches_cases_by_photo_step_and_order() -> None:
+    """Rows of one more expert, generated apart (other case ids), join the cases they belong to; data of other
+    cases are refused."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from fit_qmoe_pool import merge_tool_rows
+
+    from fourkagent.scoring.dataset import COLUMNS, NONE_TOOL
+
+    def data(tools: list[str], first_case: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+        rows = {k: [] for k in COLUMNS}
+        for ph in range(2):
+            for k in range(2):
+                case = first_case + 2 * ph + k
+                for t in [NONE_TOOL, *tools]:
+                    x = np.full(3, 10.0 * ph + k + shift) + (0 if t == NONE_TOOL else 0.5)
+                    for key, val in zip(COLUMNS, (ph, "super-resolution", case, True, t, x, float(case), np.zeros(2), np.nan, np.nan)):
+                        rows[key].append(val)
+        return {k: np.asarray(v) for k, v in rows.items()}
+
+    base, extra = data(["sr_lanczos_x4"], 0), data(["sr_lanczos_x4", "sr_new_x4"], 100)
+    merged = merge_tool_rows(base, extra, "sr_new_x4")
+    new = merged["tool"] == "sr_new_x4"
+    assert new.sum() == 4 and sorted(merged["case"][new]) == [0, 1, 2, 3]
+    assert np.array_equal(merged["gain"][new], [100.0, 101.0, 102.0, 103.0])  # carried from the extra rows
+    assert len(merged["tool"]) == len(base["tool"]) + 4
+    with pytest.raises(ValueError):
+        merge_tool_rows(base, data(["sr_new_x4"], 100, shift=1.0), "sr_new_x4")

@@ -21,7 +21,7 @@ for the models in ``--out``: the smallest margin with which the decision loses n
 in ≥ ``--safe-share`` of cases.
 
 Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
-       python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz]
+       python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz] [--add-tool NAME]
        python training/fit_qmoe.py --restoration-margins [--side 192] [--val-data VAL.npz]
 """
 
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--pool", action="store_true", help="refit the SR steps on the photo pool (see above)")
     ap.add_argument("--val-data", default="", help="--pool: cache of the validation split's data (npz)")
     ap.add_argument("--safe-share", type=float, default=0.95)
+    ap.add_argument("--add-tool", default="", help="--pool: first add this x4 expert's rows to both splits' data")
     ap.add_argument("--restoration-margins", action="store_true",
                     help="choose the restoration steps' do-no-harm margins on the validation split (see above)")
     args = ap.parse_args()
@@ -54,9 +55,13 @@ def main() -> None:
         restoration_margins(Path(args.out), args.side, args.val_data, args.safe_share)
         return
     if args.pool:
-        from fit_qmoe_pool import refit_sr
+        from fit_qmoe_pool import add_tool, refit_sr
 
-        refit_sr(Path(args.out), args.side if args.side != 192 else 256, args.data, args.val_data, args.safe_share)
+        side = args.side if args.side != 192 else 256
+        for split, cache in (("fit", args.data), ("validation", args.val_data)):
+            if args.add_tool:
+                add_tool(split, side, cache, args.add_tool, log=lambda s: print(s, flush=True))
+        refit_sr(Path(args.out), side, args.data, args.val_data, args.safe_share)
         return
     data = load_or_generate(args.side, args.data, log=lambda s: print(s, flush=True))
     if args.corner:

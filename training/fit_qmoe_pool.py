@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fourkagent.scoring.dataset import (  # noqa: E402
-    NONE_TOOL, THRESHOLD_GAIN_DB, TIE_DB, evaluate, experts_only, fit_all, generate, predict_rows, sr_cases,
+    COLUMNS, NONE_TOOL, THRESHOLD_GAIN_DB, TIE_DB, evaluate, experts_only, fit_all, generate, predict_rows, sr_cases,
 )
 from fourkagent.scoring.learned import decide  # noqa: E402
 from photo_pool import crops, photos  # noqa: E402
@@ -52,6 +52,47 @@ def dataset(split: str, side: int, cache: str, log: Callable[[str], None]) -> di
     if cache:
         np.savez(cache, **data)
     return data
+
+
+def _case_keys(d: dict[str, np.ndarray]) -> dict[int, tuple]:
+    """Case id → (photo, step, order of the case among that photo's cases of that step)."""
+    out = {}
+    for ph in np.unique(d["photo"]):
+        for step in np.unique(d["step"][d["photo"] == ph]):
+            ids = sorted(set(d["case"][(d["photo"] == ph) & (d["step"] == step)].tolist()))
+            out.update({c: (int(ph), str(step), k) for k, c in enumerate(ids)})
+    return out
+
+
+def merge_tool_rows(base: dict[str, np.ndarray], extra: dict[str, np.ndarray], tool: str) -> dict[str, np.ndarray]:
+    """``base`` with ``tool``'s rows taken from ``extra`` — data of the same photos and cases made by another
+    :func:`generate` run (fewer tools, or the perceptual experts of ``perceptual_sr.py``) — matched by photo,
+    step and the case's order within the photo; refuses data whose "doing nothing" rows differ (other cases)."""
+    bk, ek = _case_keys(base), _case_keys(extra)
+    ids = {v: c for c, v in bk.items()}
+    none_b = {int(c): x for c, t, x in zip(base["case"], base["tool"], base["x"]) if t == NONE_TOOL}
+    for c, t, x in zip(extra["case"], extra["tool"], extra["x"]):
+        if t == NONE_TOOL and not np.allclose(none_b[ids[ek[int(c)]]], x, atol=1e-6, equal_nan=True):
+            raise ValueError(f"case {ek[int(c)]} differs between the two data sets")
+    m = extra["tool"] == tool
+    rows = {k: extra[k][m] for k in COLUMNS}
+    rows["case"] = np.array([ids[ek[int(c)]] for c in rows["case"]])
+    keep = base["tool"] != tool
+    return {k: np.concatenate([base[k][keep], rows[k]]) for k in COLUMNS}
+
+
+def add_tool(split: str, side: int, cache: str, tool: str, log: Callable[[str], None]) -> None:
+    """Add an ×4 expert's rows to the cached SR data of ``split`` (its cases, run with Lanczos beside it)."""
+    from fourkagent.tools.base import ToolRegistry
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    base = dataset(split, side, cache, log)
+    mini = ToolRegistry()
+    mini.add(MAIN_REGISTRY.get(SAFE_TOOL["super-resolution"]), MAIN_REGISTRY.get(tool))
+    extra = generate(pool_views(split, side), mini, log=log, preference="perception",
+                     make_cases=lambda clean, i: [c for c in sr_cases(clean, i) if c[1] == 4])
+    np.savez(cache, **merge_tool_rows(base, extra, tool))
+    log(f"{cache}: {int(np.sum(extra['tool'] == tool))} rows of {tool} added")
 
 
 def predictions(models: dict[str, dict], ex: dict[str, np.ndarray]) -> np.ndarray:

@@ -98,11 +98,13 @@ CaseMaker = Callable[[Image, int], list[tuple[str, int, Image, Image, bool]]]
 
 
 def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[str], None] | None = None,
-             distance: Distance | None = None, make_cases: CaseMaker = lambda clean, _: cases(clean)) -> dict[str, np.ndarray]:
+             distance: Distance | None = None, make_cases: CaseMaker = lambda clean, _: cases(clean),
+             preference: str = "fidelity") -> dict[str, np.ndarray]:
     """One row per (photo, case, expert): photo index, step, case id, degradation present, tool, features,
     PSNR gain (dB), the step input's state (``features.STATE``), for SURE steps the candidate's SURE ratio
     (``scoring/sure.py``; 1 for doing nothing, NaN elsewhere) and its ``distance`` to the truth (NaN without one).
-    ``make_cases``: the cases of each photo (default :func:`cases`)."""
+    ``make_cases``: the cases of each photo (default :func:`cases`); ``preference``: whose SR experts run
+    (fidelity: the PSNR oracle is only meaningful for them; perception: the GAN experts, judged by ``distance``)."""
     rows: dict[str, list] = {k: [] for k in COLUMNS}
     dist = distance or (lambda img, truth: np.nan)
     case_id = 0
@@ -110,8 +112,7 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
         t0 = time.perf_counter()
         for step, scale, inp, truth, present in make_cases(clean, pi):
             cat = "super-resolution" if step.startswith("super-resolution") else step
-            # SR: the PSNR oracle is only meaningful for fidelity experts (GAN experts serve perception)
-            tools = registry.for_step(cat, scale, "fidelity" if scale > 1 else None)
+            tools = registry.for_step(cat, scale, preference if scale > 1 else None)
             if len(tools) < 2:
                 continue
             ref = reference(inp, step)
