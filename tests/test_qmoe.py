@@ -162,6 +162,39 @@ def test_reblur_evidence_prefers_the_sharp_truth_over_blur_and_ringing() -> None
     assert features(CLEAN, reference(blurred, "denoising"))[[at["reblur_residual"], at["ringing"]]].tolist() == [0, 0]
 
 
+TONE = ("exposure_error", "median_luma", "p99_luma")
+
+
+def test_tone_features_at_training_sizes_are_statistics_of_the_whole_image() -> None:
+    """The model was fitted on images of at most 256 px: there the tone features are the whole image's, unsubsampled."""
+    small = cv2.resize(photo("astronaut"), (256, 256), interpolation=cv2.INTER_AREA)
+    for step, inp in (("denoising", degrade.add_noise(small, 20, seed=1)), ("super-resolution", small[::4, ::4].copy())):
+        ref = reference(inp, step)
+        x, st, y = features(small, ref), state(ref), luma(small)
+        assert x[[NAMES.index(k) for k in TONE]].tolist() == [
+            abs(float(np.median(y)) - 0.45) * 4.0, float(np.median(y)) * 4.0, float(np.percentile(y, 99)) * 4.0]
+        yb = luma(ref.base)
+        assert st[[STATE.index("in_median_luma"), STATE.index("in_p99_luma")]].tolist() == [
+            float(np.median(yb)), float(np.percentile(yb, 99))]
+
+
+def test_tone_features_of_a_4k_image_measure_the_whole_image() -> None:
+    """A Lanczos x4 keeps the tones: 1024 -> 4096 px reads like 256 -> 1024 and like the 256-px image (the central
+    crop of a 4K image is a patch of one object: exposure_error 0.78 here, 0.9 for every candidate of the 4K demo)."""
+    def up(a: np.ndarray) -> np.ndarray:
+        return np.clip(cv2.resize(a, None, fx=4, fy=4, interpolation=cv2.INTER_LANCZOS4), 0, 1).astype(np.float32)
+
+    small = cv2.resize(photo("astronaut"), (256, 256), interpolation=cv2.INTER_AREA)
+    mid = up(small)
+    at = [NAMES.index(k) for k in TONE]
+    x_small = features(small, reference(small, "denoising"))[at]
+    x_mid = features(mid, reference(small, "super-resolution"))[at]
+    ref_big = reference(mid, "super-resolution")
+    x_big = features(up(mid), ref_big)[at]
+    assert np.abs(x_mid - x_small).max() < 0.03 and np.abs(x_big - x_small).max() < 0.03
+    assert abs(state(ref_big)[STATE.index("in_median_luma")] - float(np.median(luma(small)))) < 0.01
+
+
 def test_scorer_inputs_match_the_shipped_model() -> None:
     ref = reference(degrade.darken(CLEAN, 0.3), "brightening")
     x, st = features(CLEAN, ref), state(ref)

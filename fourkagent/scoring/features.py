@@ -9,7 +9,8 @@ For motion deblurring the kernel the tools estimate on the input gives two more:
 re-blurred explains the input, and how far it rings past the input's local range (0 for other steps).
 :func:`state` measures the step input alone (raw detector scores, exposure): the learned model's slopes may
 depend on it. Raw ``evidence["score"]`` values are used, never calibrated verdicts. Large images are
-measured on a central crop.
+measured on a central crop, except the tone statistics (medians, percentiles, clipping: whole-image quantities),
+measured on an even subsample of the whole image (:func:`_tone`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ def _crop(img: Image, side: int = _SIDE) -> Image:
         return img
     y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
     return img[y : y + side, x : x + side]
+
+
+_TONE_SIDE = 512
+
+
+def _tone(img: Image, side: int = _TONE_SIDE) -> Image:
+    """The view for tone statistics: the whole image, every k-th pixel so at most ``side`` px remain per side
+    (images up to ``side`` px whole: at the model's training sizes, ≤ 256 px, the values the crop gave). A central
+    crop of a 4K image is a patch of one object (4K demo, 1024 → 4096 px SR: exposure_error ~1.0 for every
+    candidate and in_median_luma of a dark patch; the whole image: 0.2)."""
+    k = -(-max(img.shape[:2]) // side)
+    return img if k <= 1 else img[::k, ::k]
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,7 @@ def _coarse(img: Image) -> Image:
 
 def state(ref: Reference) -> np.ndarray:
     """The step input's measurements (see ``STATE``): detector scores in units of their boundaries, exposure."""
-    y = luma(_crop(ref.base))
+    y = luma(_tone(ref.base))
     return np.asarray([*(ref.scores[k] / SCALES[k] for k in KINDS), float(np.median(y)), float(np.percentile(y, 99))])
 
 
@@ -177,7 +190,9 @@ def features(out: Image, ref: Reference) -> np.ndarray:
     low_b = cv2.GaussianBlur(base_c, (0, 0), 2.0)
     low_o = cv2.GaussianBlur(out_c, (0, 0), 2.0)
     sat = lambda im: float(np.mean(im.max(2) - im.min(2)))  # noqa: E731
-    med_o, peak_o = np.median(yo), out_c.max(axis=2)  # per-pixel max channel: white point, highlights
+    out_t = _tone(out)  # tone statistics: on the whole image
+    yt = luma(out_t)
+    med_o, peak_o = np.median(yt), out_t.max(axis=2)  # per-pixel max channel: white point, highlights
     vec = [
         ref.niqe - niqe(out),
         *((ref.scores[k] - scores[k]) / SCALES[k] for k in KINDS),
@@ -185,16 +200,16 @@ def features(out: Image, ref: Reference) -> np.ndarray:
         float(np.std(removed)) * 255.0 / ref.sigma,
         leak,
         float(np.log(_grad(yo) / _grad(yb))),
-        float(med_o - np.median(yb)) * 4.0,
+        float(med_o - np.median(luma(_tone(ref.base)))) * 4.0,
         float(np.log((yo.std() + 1e-3) / (yb.std() + 1e-3))),
-        float(np.mean((out_c <= 0.005) | (out_c >= 0.995))) * 10.0,
+        float(np.mean((out_t <= 0.005) | (out_t >= 0.995))) * 10.0,
         (sat(out_c) - sat(base_c)) * 10.0,
         abs(float(med_o) - 0.45) * 4.0,
         min(psnr(_coarse(out), _coarse(ref.base)), 60.0) / 10.0,
         float(np.log((cv2.Laplacian(yo, cv2.CV_32F).var() + 1e-8) / (cv2.Laplacian(yb, cv2.CV_32F).var() + 1e-8))),
         abs(float(np.percentile(peak_o, 99.9)) - 1.0) * 4.0,  # white point: 1.0 when highlights reach white
         float(med_o) * 4.0,
-        float(np.percentile(yo, 99)) * 4.0,
+        float(np.percentile(yt, 99)) * 4.0,
         float(np.mean(peak_o >= 0.995)) * 20.0,
         _autocorr(removed) if removed.std() > 1e-6 else 0.0,
         _local_gain_spread(yb, yo),
