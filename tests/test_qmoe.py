@@ -397,3 +397,41 @@ def test_merge_tool_rows_matches_cases_by_photo_step_and_order() -> None:
     assert len(merged["tool"]) == len(base["tool"]) + 4
     with pytest.raises(ValueError):
         merge_tool_rows(base, data(["sr_new_x4"], 100, shift=1.0), "sr_new_x4")
+
+
+def test_a_step_model_may_set_its_own_naturalness_weight() -> None:
+    """The perceptual ×4 model carries the NIQE weight chosen with it (``training/perceptual_sr.py``)."""
+    model = shipped_model()["perception_steps"]["super-resolution"]
+    lr = degrade.downscale(CLEAN, 4)
+    tools = ["sr_lanczos_x4", "sr_backprojection_x4"]
+    outs = [MAIN_REGISTRY.get(t)(lr) for t in tools]
+    saved = dict(model)
+    try:
+        model["naturalness_weight"] = 1.0  # naturalness only
+        only_nat = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
+        model["naturalness_weight"] = 0.0  # the model's gain only
+        only_gain = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
+    finally:
+        model.clear()
+        model.update(saved)
+    for a, b in zip(only_nat, only_gain):
+        assert a.score == pytest.approx(a.components["naturalness"], abs=1e-4)
+        assert b.score == pytest.approx(gain_to_q(b.components["predicted_gain_db"]), abs=1e-4)
+
+
+def test_perceptual_sr_does_not_keep_noise_turned_into_texture() -> None:
+    """A noisy small input: SPAN-kendata sharpens the noise into coloured texture (~10 dB below the others),
+    SRMD removes the noise it measures, ClearReality and Real-ESRGAN clean it. The perceptual ×4 model (NLPD
+    target + NIQE) ranks the texture last; the previous one (PSNR model of clean inputs + NIQE) ranked it first."""
+    view = np.ascontiguousarray(np.fliplr(CLEAN))
+    lr = degrade.add_noise(degrade.downscale(view, 4), 15, seed=5)
+    names = [t for t in ("sr_srmd_x4", "sr_spankendata_x4", "sr_clearreality_x4")
+             if not MAIN_REGISTRY.get(t).unavailable_reason()]
+    if "sr_spankendata_x4" not in names or len(names) < 2:
+        pytest.skip(f"needs SPAN-kendata and another packaged x4 expert, have {names}")
+    outs = [MAIN_REGISTRY.get(t)(lr) for t in names]
+    truth = np.array([psnr(o, view) for o in outs])
+    q = np.array([s.score for s in score_candidates(outs, lr, "super-resolution", "perception", tools=names)])
+    worst = int(np.argmin(truth))
+    assert names[worst] == "sr_spankendata_x4" and truth[worst] < np.delete(truth, worst).min() - 5  # the case
+    assert int(np.argmin(q)) == worst and q[worst] < DEFAULT_THRESHOLD + 0.2, (names, truth, q)

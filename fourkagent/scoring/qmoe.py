@@ -24,7 +24,8 @@ DEFAULT_THRESHOLD = 0.45
 """Rollback when the best candidate scores below this: a predicted loss of more than ~0.2 dB."""
 GAIN_SCALE_DB = 2.0
 NATURALNESS_WEIGHT = {"fidelity": 0.0, "perception": 0.3}
-"""Share of NIQE naturalness in Q per profile priority."""
+"""Share of NIQE naturalness in Q per profile priority (a step model may set its own ``naturalness_weight``:
+the perceptual ×4 model, whose gain is an NLPD improvement, ``training/perceptual_sr.py``)."""
 
 _SHOWN = ("d_niqe", "coarse_psnr", "removed_ratio", "exposure_error")
 """Raw features copied into each score's components for the report."""
@@ -45,8 +46,9 @@ def gain_to_q(gain_db: float) -> float:
 
 def step_model(shipped: dict, step: str, priority: str) -> dict | None:
     """The model of ``step`` for a profile priority: perception-priority profiles use ``perception_steps`` where
-    the file has one (the SR steps: the pool-fitted SR models, with their do-no-harm margin, are for fidelity
-    profiles; on restored inputs they extrapolate), otherwise ``steps``."""
+    the file has one (the SR steps: ×4 predicts the perceptual distance NLPD to the truth instead of PSNR, fitted
+    on the pool's perceptual experts; the PSNR models with their do-no-harm margins are for fidelity profiles),
+    otherwise ``steps``."""
     if priority != "fidelity" and step in shipped.get("perception_steps", {}):
         return shipped["perception_steps"][step]
     return shipped.get("steps", {}).get(step)
@@ -121,7 +123,7 @@ class StepScorer:
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
         head = self._head_start(model)
         gains = gains - head
-        w = NATURALNESS_WEIGHT.get(self.priority, 0.0)
+        w = float((model or {}).get("naturalness_weight", NATURALNESS_WEIGHT.get(self.priority, 0.0)))
         out = []
         for gain, row, ratio, h in zip(gains.tolist(), x, self._sure, head.tolist()):
             nat = float(np.clip(0.5 + row[NAMES.index("d_niqe")] / 10.0, 0.0, 1.0))
