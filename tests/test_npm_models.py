@@ -361,3 +361,21 @@ def test_entries_of_one_package_convert_from_one_download(tiny_entry: tuple[str,
     monkeypatch.setitem(npm.NPM_MODELS, twin.name, twin)
     npm.pull(name, tgz)
     assert npm.unavailable_reason(twin.name) is None
+
+
+def test_fast4k_drops_real_esrgan_where_its_measured_cost_breaks_the_step_budget() -> None:
+    """The default 4K run of a 240-px photo reaches its second ×4 at 960 px, under the reference's 1024-px side
+    threshold: Real-ESRGAN (≈ 16 s per output megapixel here) would take ~4 min there and is dropped; on the first
+    ×4 it runs. (Its real spec, with a stand-in function: the weights need not be on the machine.)"""
+    from fourkagent.nodes.execute import select_tools
+    from fourkagent.profiles import load_profile
+    from fourkagent.tools.base import Tool, ToolRegistry
+    from fourkagent.tools.registry import MAIN_REGISTRY
+
+    ident = lambda img: img  # noqa: E731
+    reg = ToolRegistry([Tool(MAIN_REGISTRY.get(n).spec, ident) for n in ("sr_lanczos_x4", "sr_realesrgan_x4")])
+    profile = load_profile("FastGen4K-P")
+    first, _ = select_tools(reg, "super-resolution", profile, (240, 240))
+    second, dropped = select_tools(reg, "super-resolution", profile, (960, 960))
+    assert [t.name for t in first] == ["sr_lanczos_x4", "sr_realesrgan_x4"]
+    assert [t.name for t in second] == ["sr_lanczos_x4"] and dropped == ["sr_realesrgan_x4"]
