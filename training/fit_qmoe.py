@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--pool", action="store_true", help="refit the SR steps on the photo pool (see above)")
     ap.add_argument("--val-data", default="", help="--pool: cache of the validation split's data (npz)")
     ap.add_argument("--safe-share", type=float, default=0.95)
+    ap.add_argument("--per-tool-margins", action="store_true",
+                    help="--pool: ship one do-no-harm margin per SR tool (see fit_qmoe_pool.refit_sr)")
     ap.add_argument("--add-tool", default="", help="--pool: first add this x4 expert's rows to both splits' data")
     ap.add_argument("--restoration-margins", action="store_true",
                     help="choose the restoration steps' do-no-harm margins on the validation split (see above)")
@@ -61,7 +63,7 @@ def main() -> None:
         for split, cache in (("fit", args.data), ("validation", args.val_data)):
             if args.add_tool:
                 add_tool(split, side, cache, args.add_tool, log=lambda s: print(s, flush=True))
-        refit_sr(Path(args.out), side, args.data, args.val_data, args.safe_share)
+        refit_sr(Path(args.out), side, args.data, args.val_data, args.safe_share, args.per_tool_margins)
         return
     data = load_or_generate(args.side, args.data, log=lambda s: print(s, flush=True))
     if args.corner:
