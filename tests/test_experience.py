@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def test_similarity() -> None:
     assert jaccard([], []) == 1.0 and jaccard(["noise"], ["noise", "haze"]) == 0.5 and jaccard(["a"], ["b"]) == 0.0
 
 
+@pytest.mark.slow
 def test_runs_record_into_a_store_at_another_url(tmp_path: Path, noisy_small) -> None:
     src, _ = noisy_small
     url = f"sqlite:///{tmp_path / 'elsewhere' / 'exp.sqlite'}"
@@ -55,6 +58,7 @@ def test_runs_record_into_a_store_at_another_url(tmp_path: Path, noisy_small) ->
     assert not (Path(ctx.home) / "experience.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_plan_node_uses_the_store(tmp_path: Path) -> None:
     img = degrade.add_noise(degrade.downscale(__import__("conftest").photo("chelsea")[:256, :256], 2), 30, seed=2)
     src = write(tmp_path, "n.png", img)

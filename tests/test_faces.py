@@ -267,6 +267,7 @@ def test_node_skips_cleanly_without_faces(tmp_path: Path) -> None:
     assert "tree" not in update and "cursor" not in update
 
 
+@pytest.mark.slow
 def test_end_to_end_profile_records_faces(tmp_path: Path, hopper: Image) -> None:
     from fourkagent.runner import run
 

@@ -37,6 +37,7 @@ def _trajectory(graph: Any, cfg: dict[str, Any]) -> list[str]:
     return [t["step"] for t in report["trajectory"]]
 
 
+@pytest.mark.slow
 def test_edited_plan_is_what_runs_after_resume_in_a_new_process(noisy: Path, tmp_path: Path) -> None:
     db = str(tmp_path / "cp.sqlite")
     out = tmp_path / "out.png"

@@ -123,6 +123,7 @@ def _damage_candidates(home: str, run_id: str) -> list[str]:
     return ids
 
 
+@pytest.mark.slow
 def test_sigkill_at_every_node_boundary_resumes_byte_identically(tmp_path: Path, reference: dict[str, Any]) -> None:
     """One victim, SIGKILLed right after each distinct node's first line, resumed each time.
 

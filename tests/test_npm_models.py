@@ -256,6 +256,7 @@ def test_depth_to_space_is_tensorflows() -> None:
         assert y[0, h * 2 + i, w * 2 + j, c] == x[0, h, w, (i * 2 + j) * 3 + c]
 
 
+@pytest.mark.slow
 def test_maxim_tool_denoises_any_size_and_tiles_without_seams() -> None:
     from fourkagent import degrade
     from fourkagent.imaging import psnr

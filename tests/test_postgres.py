@@ -40,6 +40,7 @@ def _choices(report_path: str) -> list[tuple[str, str, float]]:
     return [(t["step"], t["tool"], t["score"]) for t in report["trajectory"]]
 
 
+@pytest.mark.slow
 def test_resume_from_postgres_matches_an_uninterrupted_run(pg_url: str, tmp_path: Path) -> None:
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver

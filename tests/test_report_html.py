@@ -59,6 +59,7 @@ def _fmt(v: float) -> str:
     return f"{v:.3f}"
 
 
+@pytest.mark.slow
 def test_html_beside_output_with_every_step_and_score(runs: dict[str, dict[str, Any]]) -> None:
     r = runs["normal"]
     report, html = r["report"], r["html"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from fourkagent.imaging import psnr, resize
 from fourkagent.runner import run
 
 
+@pytest.mark.slow
 def test_noisy_x4_beats_lanczos(tmp_path: Path) -> None:
     clean = photo("chelsea")[:300, :448]
     lr = degrade.add_noise(degrade.downscale(clean, 4), 25, seed=7)
@@ -29,6 +32,7 @@ def test_noisy_x4_beats_lanczos(tmp_path: Path) -> None:
     assert all(c["score"] is not None or c.get("unchanged") for t in report["trajectory"] for c in t["candidates"])
 
 
+@pytest.mark.slow
 def test_default_profile_makes_4096_from_256(tmp_path: Path) -> None:
     src = write(tmp_path, "small.png", degrade.downscale(photo("coffee")[:, 100:500], 1)[:256, :256])
     res = run(str(src), str(tmp_path / "big.png"))
@@ -50,6 +54,7 @@ def test_explicit_scale_gives_exact_size(tmp_path: Path) -> None:
         assert im.size == (53 * 8, 37 * 8)
 
 
+@pytest.mark.slow
 def test_unreachable_threshold_rolls_back_and_compromises(tmp_path: Path, noisy_small) -> None:
     src, _ = noisy_small
     res = run(str(src), str(tmp_path / "c.png"), "AerSR-s4-F", options={"threshold": 1.5})

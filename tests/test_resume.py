@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ def _restore(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_byte_identical(tmp_path: Path, noisy_small) -> None:
     src, _ = noisy_small
     env = dict(os.environ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import cv2
@@ -86,6 +88,7 @@ def test_large_inputs_are_probed_on_a_central_crop() -> None:
     assert r < 1.0 and calls[1:] == [(256, 256), (256, 256)]
 
 
+@pytest.mark.slow
 def test_execute_records_sure_for_denoising_candidates(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "artifacts")
     noisy = degrade.add_noise(CLEAN, SIGMA, seed=9)
