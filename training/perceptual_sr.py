@@ -8,7 +8,8 @@ a full-reference distance fitted to human judgements with fixed filters, so it r
 need VGG/AlexNet weights this machine cannot fetch) beside PSNR. NLPD is the judge: an output whose noise was
 turned into texture, or whose blocks were smeared into strokes, is far from the truth in it.
 
-``--split fit|validation`` writes the rows (``--data`` npz); ``--judge`` compares, on the validation split,
+``--split fit|validation`` writes the rows (``--data`` npz; ``scoring.dataset.generate`` keeps the distance in
+its ``lpips`` column, here NLPD); ``--judge`` compares, on the validation split,
 selection rules for the perceptual step by the NLPD of what they pick: the shipped scorer's perception-priority
 Q, Real-ESRGAN always, each single expert, and the NLPD oracle. The test split is never touched.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ from fit_qmoe_pool import pool_views  # noqa: E402
 STEP = "super-resolution"
 
 
-def nlpd() -> "callable":
+def nlpd() -> Callable[[np.ndarray, np.ndarray], float]:
     """``(image, truth) -> NLPD`` on 8-bit-quantised images (pyiqa's implementation; no weights)."""
     import pyiqa
     import torch
@@ -63,15 +65,6 @@ def build(split: str, side: int, out: Path) -> None:
                     preference="perception")
     np.savez(out, **data)
     print(f"wrote {out} ({len(data['gain'])} rows)")
-
-
-def per_case(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """The expert rows of each case (doing nothing dropped)."""
-    out = []
-    for c in np.unique(data["case"]):
-        m = (data["case"] == c) & (data["tool"] != NONE_TOOL)
-        out.append({k: v[m] for k, v in data.items()})
-    return out
 
 
 def q_pick(case: dict[str, np.ndarray], priority: str = "perception") -> int:
