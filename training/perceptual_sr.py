@@ -76,7 +76,7 @@ def q_pick(case: dict[str, np.ndarray], priority: str = "perception") -> int:
     model = step_model(shipped_model(), STEP, priority)
     none = case["none_x"]
     gains = predict(model, case["x"] - none, case["s"], list(case["tool"]))
-    w = NATURALNESS_WEIGHT[priority]
+    w = float(model.get("naturalness_weight", NATURALNESS_WEIGHT[priority]))  # as StepScorer.scores
     nat = np.clip(0.5 + case["x"][:, NAMES.index("d_niqe")] / 10.0, 0.0, 1.0)
     q = (1 - w) * np.array([gain_to_q(g) for g in gains]) + w * nat
     return int(np.argmax(q))
