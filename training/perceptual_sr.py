@@ -69,17 +69,11 @@ def build(split: str, side: int, out: Path) -> None:
 
 def q_pick(case: dict[str, np.ndarray], priority: str = "perception") -> int:
     """The candidate the shipped scorer would keep, from the stored features (the same model inputs)."""
-    from fourkagent.scoring.learned import predict, shipped_model
-    from fourkagent.scoring.qmoe import NATURALNESS_WEIGHT, gain_to_q, step_model
-    from fourkagent.scoring.features import NAMES
+    from fourkagent.scoring.learned import shipped_model
+    from fourkagent.scoring.qmoe import naturalness_weight, step_model
 
     model = step_model(shipped_model(), STEP, priority)
-    none = case["none_x"]
-    gains = predict(model, case["x"] - none, case["s"], list(case["tool"]))
-    w = float(model.get("naturalness_weight", NATURALNESS_WEIGHT[priority]))  # as StepScorer.scores
-    nat = np.clip(0.5 + case["x"][:, NAMES.index("d_niqe")] / 10.0, 0.0, 1.0)
-    q = (1 - w) * np.array([gain_to_q(g) for g in gains]) + w * nat
-    return int(np.argmax(q))
+    return nlpd_pick(model, case, naturalness_weight(model, priority))
 
 
 def nlpd_gain(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,15 +112,15 @@ def cases_of(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 
 def nlpd_pick(model: dict, case: dict[str, np.ndarray], w: float) -> int:
-    """The candidate with the best Q from the NLPD model's predicted gain and NIQE naturalness (weight ``w``),
-    as ``scoring.qmoe.StepScorer`` computes it."""
+    """The candidate with the best Q from ``model``'s predicted gain and NIQE naturalness (weight ``w``), by the
+    scorer's own formula (``scoring.qmoe.mixed_q``)."""
     from fourkagent.scoring.features import NAMES
     from fourkagent.scoring.learned import predict
-    from fourkagent.scoring.qmoe import gain_to_q
+    from fourkagent.scoring.qmoe import mixed_q
 
     gains = predict(model, case["x"] - case["none_x"], case["s"], list(case["tool"]))
-    nat = np.clip(0.5 + case["x"][:, NAMES.index("d_niqe")] / 10.0, 0.0, 1.0)
-    return int(np.argmax((1 - w) * np.array([gain_to_q(g) for g in gains]) + w * nat))
+    d_niqe = case["x"][:, NAMES.index("d_niqe")]
+    return int(np.argmax([mixed_q(g, d, w)[0] for g, d in zip(gains, d_niqe)]))
 
 
 def against_safe(cases: list[dict[str, np.ndarray]], picks: list[int]) -> dict[str, float]:

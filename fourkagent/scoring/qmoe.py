@@ -44,6 +44,17 @@ def gain_to_q(gain_db: float) -> float:
     return float(0.5 + 0.5 * np.tanh(gain_db / GAIN_SCALE_DB))
 
 
+def mixed_q(gain_db: float, d_niqe: float, naturalness_weight: float) -> tuple[float, float]:
+    """Q from a predicted gain and the NIQE change (``d_niqe``, higher = more natural), and the naturalness term."""
+    nat = float(np.clip(0.5 + d_niqe / 10.0, 0.0, 1.0))
+    return (1.0 - naturalness_weight) * gain_to_q(gain_db) + naturalness_weight * nat, nat
+
+
+def naturalness_weight(model: dict | None, priority: str) -> float:
+    """The step model's own NIQE weight where it has one, else the priority's."""
+    return float((model or {}).get("naturalness_weight", NATURALNESS_WEIGHT.get(priority, 0.0)))
+
+
 def step_model(shipped: dict, step: str, priority: str) -> dict | None:
     """The model of ``step`` for a profile priority: perception-priority profiles use ``perception_steps`` where
     the file has one (the SR steps: ×4 predicts the perceptual distance NLPD to the truth instead of PSNR, fitted
@@ -123,11 +134,10 @@ class StepScorer:
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
         head = self._head_start(model)
         gains = gains - head
-        w = float((model or {}).get("naturalness_weight", NATURALNESS_WEIGHT.get(self.priority, 0.0)))
+        w = naturalness_weight(model, self.priority)
         out = []
         for gain, row, ratio, h in zip(gains.tolist(), x, self._sure, head.tolist()):
-            nat = float(np.clip(0.5 + row[NAMES.index("d_niqe")] / 10.0, 0.0, 1.0))
-            q = (1.0 - w) * gain_to_q(gain) + w * nat
+            q, nat = mixed_q(gain, float(row[NAMES.index("d_niqe")]), w)
             comps = {"predicted_gain_db": gain, "naturalness": nat}
             comps |= {k: float(row[NAMES.index(k)]) for k in _SHOWN}
             if ratio is not None:
