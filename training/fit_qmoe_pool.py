@@ -105,38 +105,13 @@ def predictions(models: dict[str, dict], ex: dict[str, np.ndarray]) -> np.ndarra
     return pred
 
 
-def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float | dict[str, float]) -> tuple[float, float]:
-    """With ``margin`` dB of head start for the safe tool (one number, or one per candidate tool; a tool missing
-    from the dict gets none): the share of ``step``'s cases whose pick is at least the safe tool (within
-    ``TIE_DB``), and the mean dB gained over the safe tool."""
-    ok, gained = [], []
-    for c in np.unique(ex["case"][ex["step"] == step]):
-        m = ex["case"] == c
-        tools, gains = ex["tool"][m], ex["gain"][m]
-        safe = np.flatnonzero(tools == SAFE_TOOL[step])
-        if not len(safe):
-            continue
-        head = [0.0 if t == SAFE_TOOL[step] else (margin.get(t, 0.0) if isinstance(margin, dict) else margin)
-                for t in tools]
-        pick = int(np.argmax(pred[m] - np.array(head)))
-        ok.append(gains[pick] >= gains[safe[0]] - TIE_DB)
-        gained.append(gains[pick] - gains[safe[0]])
-    return float(np.mean(ok)), float(np.mean(gained))
-
-
-def choose_tool_margins(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share: float,
-                        grid: tuple[float, ...] = TOOL_MARGINS_DB) -> tuple[dict[str, float], float, float]:
-    """One head start per candidate tool of ``step`` (the model over-predicts some experts more than others):
-    of every combination of ``grid`` values, the one with the most dB over the safe tool among those whose pick
-    is at least the safe tool in ≥ ``share`` of cases (ties: the larger margins); its share and dB. None meeting
-    the share: the uniform choice of :func:`choose_margin` for every tool."""
-    sel = ex["step"] == step
-    names = sorted({str(t) for t in ex["tool"][sel]} - {SAFE_TOOL[step]})
-    combos = np.array(np.meshgrid(*[grid] * len(names), indexing="ij")).reshape(len(names), -1).T
+def _over_safe(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, names: list[str],
+               combos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``combos`` (one head start per tool of ``names``; the safe tool gets none): the share of
+    ``step``'s cases whose pick is at least the safe tool (within ``TIE_DB``), and the mean dB over it."""
     col = {t: i for i, t in enumerate(names)}
-    ok, gained = np.zeros(len(combos)), np.zeros(len(combos))
-    ncases = 0
-    for c in np.unique(ex["case"][sel]):
+    ok, gained, ncases = np.zeros(len(combos)), np.zeros(len(combos)), 0
+    for c in np.unique(ex["case"][ex["step"] == step]):
         m = ex["case"] == c
         tools, gains, p = ex["tool"][m], ex["gain"][m], pred[m]
         safe = np.flatnonzero(tools == SAFE_TOOL[step])
@@ -150,7 +125,33 @@ def choose_tool_margins(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, 
         ok += gains[pick] >= gains[safe[0]] - TIE_DB
         gained += gains[pick] - gains[safe[0]]
         ncases += 1
-    ok, gained = ok / ncases, gained / ncases
+    return ok / ncases, gained / ncases
+
+
+def _tools_of(ex: dict[str, np.ndarray], step: str) -> list[str]:
+    """The candidate tools of ``step`` other than the safe one."""
+    return sorted({str(t) for t in ex["tool"][ex["step"] == step]} - {SAFE_TOOL[step]})
+
+
+def harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, margin: float | dict[str, float]) -> tuple[float, float]:
+    """With ``margin`` dB of head start for the safe tool (one number, or one per candidate tool; a tool missing
+    from the dict gets none): the share of ``step``'s cases whose pick is at least the safe tool (within
+    ``TIE_DB``), and the mean dB gained over the safe tool."""
+    names = _tools_of(ex, step)
+    row = [margin.get(t, 0.0) if isinstance(margin, dict) else margin for t in names]
+    ok, gained = _over_safe(ex, pred, step, names, np.array([row], dtype=float))
+    return float(ok[0]), float(gained[0])
+
+
+def choose_tool_margins(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, share: float,
+                        grid: tuple[float, ...] = TOOL_MARGINS_DB) -> tuple[dict[str, float], float, float]:
+    """One head start per candidate tool of ``step`` (the model over-predicts some experts more than others):
+    of every combination of ``grid`` values, the one with the most dB over the safe tool among those whose pick
+    is at least the safe tool in ≥ ``share`` of cases (ties: the larger margins); its share and dB. None meeting
+    the share: the uniform choice of :func:`choose_margin` for every tool."""
+    names = _tools_of(ex, step)
+    combos = np.array(np.meshgrid(*[grid] * len(names), indexing="ij")).reshape(len(names), -1).T
+    ok, gained = _over_safe(ex, pred, step, names, combos)
     meeting = np.flatnonzero(ok >= share)
     if not len(meeting):
         margin, s, g, _ = choose_margin(lambda mg: harmless(ex, pred, step, mg), share)
