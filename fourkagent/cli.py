@@ -1,4 +1,4 @@
-"""The ``4kagent`` command line: restore, resume, profiles, tools, perceive."""
+"""The ``4kagent`` command line: restore, resume, batch, profiles, tools, perceive."""
 
 from __future__ import annotations
 
@@ -265,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--url", help="SQLAlchemy URL of the store (default SQLite in the home directory)")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(fn=cmd_experience)
+    from fourkagent.cli_batch import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     from fourkagent.bench import add_arguments as add_bench_arguments
 
     be = sub.add_parser("bench", help="benchmark the agent against baselines on real photos")

@@ -47,6 +47,9 @@ class Context:
     experience_url: str = field(
         default="", metadata={"description": "SQLAlchemy URL of the experience store (default SQLite in home)."}
     )
+    checkpoint_url: str = field(
+        default="", metadata={"description": "postgresql:// URL of the checkpointer for CLI and batch runs (default SQLite in home)."}
+    )
     use_experience: bool = field(
         default=True, metadata={"description": "Let past runs on similar images shape the plan."}
     )
@@ -72,5 +75,6 @@ class Context:
         self.experience_url = self.experience_url or env(
             "FOURKAGENT_EXPERIENCE_URL", f"sqlite:///{Path(self.home) / 'experience.sqlite'}"
         )
+        self.checkpoint_url = self.checkpoint_url or env("FOURKAGENT_CHECKPOINT_URL", "")
         if env("FOURKAGENT_EXPERIENCE", "1").strip().lower() in ("0", "false", "no", "off"):
             self.use_experience = False

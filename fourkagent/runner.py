@@ -29,8 +29,17 @@ def new_run_id() -> str:
 
 
 @contextmanager
-def open_checkpointer(home: str | Path) -> Iterator[SqliteSaver]:
-    """The SQLite checkpointer at ``<home>/checkpoints.sqlite`` (WAL mode, safe for concurrent runs)."""
+def open_checkpointer(home: str | Path, url: str = "") -> Iterator[Any]:
+    """The SQLite checkpointer at ``<home>/checkpoints.sqlite`` (WAL mode, safe for concurrent runs), or with a
+    ``postgresql://`` ``url`` a PostgreSQL one (tables created on first use; needs the ``postgres`` extra).
+
+    Raises:
+        RunError: another kind of URL, the PostgreSQL extra missing, or the database unreachable.
+    """
+    if url:
+        with _postgres_checkpointer(url) as saver:
+            yield saver
+        return
     Path(home).mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(Path(home) / "checkpoints.sqlite"), check_same_thread=False, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -38,6 +47,26 @@ def open_checkpointer(home: str | Path) -> Iterator[SqliteSaver]:
         yield SqliteSaver(conn)
     finally:
         conn.close()
+
+
+@contextmanager
+def _postgres_checkpointer(url: str) -> Iterator[Any]:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise RunError(f"unsupported checkpointer URL {url.split(':', 1)[0]}:…; use postgresql://… (default: SQLite in home)")
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+    except ImportError:
+        raise RunError("a postgresql:// checkpointer needs: pip install 'fourkagent[postgres]'") from None
+    try:
+        cm = PostgresSaver.from_conn_string(url)
+        saver = cm.__enter__()
+        saver.setup()
+    except Exception as exc:  # psycopg.OperationalError and friends: one line, without the password
+        raise RunError(f"cannot open the PostgreSQL checkpointer: {' '.join(str(exc).split())[:300]}") from None
+    try:
+        yield saver
+    finally:
+        cm.__exit__(None, None, None)
 
 
 def _stream(graph: Any, payload: Any, config: dict[str, Any], ctx: Context, on_event: EventHandler | None) -> None:
@@ -83,6 +112,17 @@ def _result(graph: Any, config: dict[str, Any]) -> dict[str, Any]:
     return {k: values.get(k) for k in ("output_path", "report_path", "summary", "run_dir")}
 
 
+def _payload(input_path: str, output_path: str | None, profile: str | dict[str, Any] | None,
+             options: dict[str, Any] | None) -> dict[str, Any]:
+    """A new run's graph input."""
+    payload: dict[str, Any] = {"input_path": str(input_path), "options": options or {}}
+    if output_path is not None:
+        payload["output_path"] = str(output_path)
+    if profile is not None:
+        payload["profile"] = profile
+    return payload
+
+
 def run(
     input_path: str,
     output_path: str | None = None,
@@ -103,13 +143,9 @@ def run(
     ctx = context or Context()
     devices.check(ctx.device)
     run_id = run_id or new_run_id()
-    payload: dict[str, Any] = {"input_path": str(input_path), "options": options or {}}
-    if output_path is not None:
-        payload["output_path"] = str(output_path)
-    if profile is not None:
-        payload["profile"] = profile
+    payload = _payload(input_path, output_path, profile, options)
     config = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(ctx.home) as saver:
+    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
         graph = build_graph(saver, registry=registry)
         if graph.get_state(config).values:
             raise RunError(f"run id {run_id!r} already exists; use --resume {run_id} or another id")
@@ -132,15 +168,56 @@ def resume(
     ctx = context or Context()
     devices.check(ctx.device)
     config = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(ctx.home) as saver:
+    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
         graph = build_graph(saver, registry=registry)
         snap = graph.get_state(config)
         if not snap.values and not snap.next:
             raise RunError(f"no run with id {run_id!r} in {ctx.home}")
-        recovered: list[str] = []
-        if snap.next or snap.tasks:  # tasks: a node finished but was killed before its checkpoint was made
-            start, damaged = resume_point(graph, config)  # a damaged artifact sends us back to an intact checkpoint
-            if damaged:
-                _notify_recovery(on_event, start, damaged)
-            recovered = damaged + _stream_recovering(graph, None, config, ctx, on_event, start=start)
+        recovered = _continue(graph, snap, config, ctx, on_event)
         return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
+
+
+def _continue(graph: Any, snap: Any, config: dict[str, Any], ctx: Context, on_event: EventHandler | None) -> list[str]:
+    """Go on from a thread's last checkpoint (nothing to do when it finished); returns the recomputed artifact ids."""
+    if not (snap.next or snap.tasks):  # tasks: a node finished but was killed before its checkpoint was made
+        return []
+    start, damaged = resume_point(graph, config)  # a damaged artifact sends us back to an intact checkpoint
+    if damaged:
+        _notify_recovery(on_event, start, damaged)
+    return damaged + _stream_recovering(graph, None, config, ctx, on_event, start=start)
+
+
+def run_or_resume(
+    input_path: str,
+    output_path: str,
+    profile: str | dict[str, Any] | None,
+    *,
+    run_id: str,
+    options: dict[str, Any] | None = None,
+    context: Context | None = None,
+    registry: ToolRegistry | None = None,
+    on_event: EventHandler | None = None,
+) -> dict[str, Any]:
+    """:func:`run` for a new ``run_id``; for one that exists, :func:`resume` it (a finished run is only read back).
+
+    The result has ``state``: ``"new"`` (started here), ``"partial"`` (went on from a checkpoint) or ``"finished"``
+    (nothing to do). Batch jobs use it so that re-running a job finishes only what is missing.
+
+    Raises:
+        FourKError: as :func:`run` and :func:`resume`.
+    """
+    ctx = context or Context()
+    devices.check(ctx.device)
+    config = {"configurable": {"thread_id": run_id}}
+    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
+        graph = build_graph(saver, registry=registry)
+        snap = graph.get_state(config)
+        if snap.values or snap.next:
+            state = "partial" if (snap.next or snap.tasks) else "finished"
+            recovered = _continue(graph, snap, config, ctx, on_event)
+        else:
+            state = "new"
+            payload = _payload(input_path, output_path, profile, options)
+            recovered = _stream_recovering(graph, payload, config, ctx, on_event)
+        return (_result(graph, config) | {"run_id": run_id, "state": state}
+                | ({"recovered": recovered} if recovered else {}))

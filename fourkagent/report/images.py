@@ -49,11 +49,16 @@ def fit(img: Image, side: int) -> Image:
     return resize(img, (max(1, round(w * f)), max(1, round(h * f))), "area")
 
 
-def data_uri(img: Image, quality: int = 85) -> str:
-    """A base64 ``data:image/jpeg`` URI of an image."""
+def jpeg_bytes(img: Image, quality: int = 85) -> bytes:
+    """An image as JPEG file bytes."""
     buf = io.BytesIO()
     PILImage.fromarray(to_uint8(img)).save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def data_uri(img: Image, quality: int = 85) -> str:
+    """A base64 ``data:image/jpeg`` URI of an image."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(img, quality)).decode()
 
 
 def fitted_uri(img: Image, quality: int, max_chars: int, shrink: bool = False) -> str:
