@@ -3,6 +3,7 @@ mid-job finishing on the rerun without recomputing, and a 2-process Dask cluster
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from conftest import photo
 from PIL import Image as PILImage
 from test_kill_resume import CLI, classical_registry
 
+from _postgres import postgres_server, why_unavailable
 from fourkagent.batch import collect, read_job, run_batch
 from fourkagent.batch.engine import profile_tag
 from fourkagent.batch.job import JOB_FILE
@@ -26,7 +28,9 @@ from fourkagent.context import Context
 from fourkagent.errors import FourKError
 from fourkagent.graph.builder import build_graph
 from fourkagent.imaging import to_uint8
+from fourkagent.imaging import resize
 from fourkagent.runner import open_checkpointer, run
+from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec
 
 CROPS = {"a.png": ("astronaut", 40, 180), "sub/b.png": ("coffee", 100, 200), "sub/deep/c.jpg": ("chelsea", 60, 120),
          "d.tif": ("astronaut", 300, 300), "e.png": ("coffee", 200, 300), "sub/f.webp": ("chelsea", 150, 200)}
@@ -82,9 +86,9 @@ def _outputs(out_dir: Path, names: list[str]) -> dict[str, bytes]:
     return {str(Path(n).with_suffix(".png")): (out_dir / n).with_suffix(".png").read_bytes() for n in names}
 
 
-def _node_counts(home: str, thread: str) -> dict[str, int]:
+def _node_counts(home: str, thread: str, url: str = "") -> dict[str, int]:
     """How many times each node's work was committed to a thread's checkpoints."""
-    with open_checkpointer(home) as saver:
+    with open_checkpointer(home, url) as saver:
         values = build_graph(saver).get_state({"configurable": {"thread_id": thread}}).values
     counts: dict[str, int] = {}
     for e in values.get("events", []):
@@ -228,3 +232,52 @@ def test_two_dask_worker_processes(tmp_path: Path, reference: dict[str, bytes]) 
     assert _outputs(out, names) == reference
     again = run_batch([str(src)], out, str(prof), workers=2, registry=classical_registry())
     assert sorted(r.action for r in again.images if r.status == "done") == ["skipped"] * 6
+
+
+def _die_once(img: np.ndarray, marker: str) -> np.ndarray:
+    """×2 Lanczos, but the first call (across processes: ``marker``) SIGKILLs its own worker process."""
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return resize(img, (img.shape[1] * 2, img.shape[0] * 2), "lanczos")
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_image_is_retried_from_its_checkpoint(tmp_path: Path) -> None:
+    names = ["a.png", "sub/b.png", "e.png"]
+    src, prof = _images(tmp_path, names), _profile(tmp_path)
+    marker = tmp_path / "killed"
+    killer = Tool(ToolSpec("sr_die_once", "super-resolution", "kills its worker once", scale=2),
+                  functools.partial(_die_once, marker=str(marker)))
+    job = run_batch([str(src)], tmp_path / "out", str(prof), workers=2, registry=ToolRegistry([killer]))
+    assert marker.is_file() and int(marker.read_text()) != os.getpid()  # a worker died, not this process
+    assert job.counts() == {"done": 3, "failed": 0, "pending": 0}, [r.error for r in job.images]
+    actions = sorted(r.action for r in job.images)
+    assert actions == ["ran", "ran", "resumed"]  # the killed image went on from its plan checkpoint on a new worker
+    for rec in job.images:
+        assert _node_counts(os.environ["FOURKAGENT_HOME"], rec.thread_id)["perceive"] == 1
+
+
+_pg = why_unavailable()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_pg is not None, reason=_pg or "")
+def test_remote_scheduler_with_postgres_checkpoints(tmp_path: Path, reference: dict[str, bytes]) -> None:
+    """``--scheduler`` plumbing against a scheduler this test starts; checkpoints go to PostgreSQL, not SQLite."""
+    from dask.distributed import LocalCluster
+
+    names = ["a.png", "sub/b.png"]
+    src, prof = _images(tmp_path, names), _profile(tmp_path)
+    home = os.environ["FOURKAGENT_HOME"]
+    with postgres_server() as url, LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                                dashboard_address=None) as cluster:
+        job = run_batch([str(src)], tmp_path / "out", str(prof), scheduler=cluster.scheduler_address,
+                        checkpoint=url, registry=classical_registry())
+        assert job.engine == "dask" and job.counts()["done"] == 2 and job.checkpoint == url
+        assert _outputs(tmp_path / "out", names) == {k: reference[k] for k in _outputs(tmp_path / "out", names)}
+        assert all(_node_counts(home, r.thread_id, url)["finalize"] == 1 for r in job.images)
+        again = run_batch([str(src)], tmp_path / "out", str(prof), scheduler=cluster.scheduler_address,
+                          checkpoint=url, registry=classical_registry())
+        assert [r.action for r in again.images] == ["skipped", "skipped"]
+    assert not (Path(home) / "checkpoints.sqlite").exists()
