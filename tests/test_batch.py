@@ -19,6 +19,7 @@ import yaml
 from conftest import photo
 from PIL import Image as PILImage
 from test_kill_resume import CLI, classical_registry
+from test_report_html import CHROMIUM, _chromium, _js_errors
 
 from _postgres import postgres_server, why_unavailable
 from fourkagent.batch import collect, read_job, run_batch
@@ -166,6 +167,18 @@ def test_corrupt_and_hostile_inputs_fail_alone(tmp_path: Path) -> None:
     assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
     assert sorted(p.name for p in src.rglob("*")) == sorted(["a.png", "sub", "b.png", "broken.png", "empty.jpg",
                                                              "fake.png"])  # inputs untouched, nothing added
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install -y chromium)")
+def test_index_page_renders_in_headless_chromium(tmp_path: Path) -> None:
+    src, prof = _images(tmp_path, ["a.png", "sub/b.png"]), _profile(tmp_path)
+    (src / "<i>odd & name.png").write_bytes(b"not a png")
+    job = run_batch([str(src)], tmp_path / "out", str(prof))
+    dom, err = _chromium(["--dump-dom"], tmp_path / "out" / "index.html", tmp_path)
+    assert not _js_errors(err), _js_errors(err)
+    assert 'data-thumbs="4 shown, 0 missing"' in dom  # before/after of both done images, found beside the page
+    assert dom.index('id="failures"') < dom.index('id="images"') and "&lt;i&gt;odd &amp; name.png" in dom
+    assert all(f'href="{r.report_html}"' in dom for r in job.images if r.status == "done")
 
 
 def test_status_and_argument_errors(tmp_path: Path) -> None:

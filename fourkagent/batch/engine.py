@@ -186,10 +186,13 @@ def _sequential(items: list[BatchItem], settings: Settings, registry: ToolRegist
 
 def _dask(items: list[BatchItem], settings: Settings, registry: ToolRegistry | None, done: OnDone, workers: int,
           scheduler: str | None) -> None:
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        import dask
+        from dask.distributed import Client, LocalCluster, as_completed
 
-    from fourkagent.batch.dask_setup import WorkerSetup
+        from fourkagent.batch.dask_setup import WorkerSetup
+    except ImportError:
+        raise RunError("--workers above 1 and --scheduler need Dask: pip install 'fourkagent[batch]'") from None
 
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}), _client(
             Client, LocalCluster, workers, scheduler) as client:

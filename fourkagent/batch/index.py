@@ -12,6 +12,14 @@ from fourkagent.batch.job import INDEX_FILE, ImageRecord, JobRecord
 from fourkagent.report.markup import CSS, fmt, table
 
 
+_JS = """window.addEventListener('load', function(){
+  var ok = 0, broken = 0;
+  document.querySelectorAll('img.thumb').forEach(function(i){ if (i.naturalWidth > 0) ok++; else broken++; });
+  document.body.setAttribute('data-thumbs', ok + ' shown, ' + broken + ' missing');
+});"""
+"""Marks the page once loaded with how many thumbnails could be shown (a moved job folder shows them missing)."""
+
+
 def _link(rel: str, text: str) -> str:
     return f'<a href="{escape(quote(rel))}">{escape(text)}</a>' if rel else ""
 
@@ -53,7 +61,7 @@ def render_index(job: JobRecord) -> str:
         parts += [f'<h2 id="pending">Pending ({len(pending)})</h2>', table(["input", "output"], pending, "pending")]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>fourkagent batch {escape(job.job_id)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+            + "\n".join(parts) + f"<script>{_JS}</script></body></html>")
 
 
 def write_index(job: JobRecord) -> Path:
