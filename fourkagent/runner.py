@@ -1,4 +1,4 @@
-"""Run and resume the agent with a SQLite checkpointer (crash-safe: every node's checkpoint is synced)."""
+"""Run and resume the agent with a SQLite (or PostgreSQL) checkpointer (crash-safe: every node's checkpoint is synced)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,12 @@ def _result(graph: Any, config: dict[str, Any]) -> dict[str, Any]:
     return {k: values.get(k) for k in ("output_path", "report_path", "summary", "run_dir")}
 
 
+def _outcome(graph: Any, config: dict[str, Any], recovered: list[str]) -> dict[str, Any]:
+    """What run, resume and run_or_resume return: the thread's result, its run id, the recomputed artifacts."""
+    run_id = config["configurable"]["thread_id"]
+    return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
+
+
 def _payload(input_path: str, output_path: str | None, profile: str | dict[str, Any] | None,
              options: dict[str, Any] | None) -> dict[str, Any]:
     """A new run's graph input."""
@@ -121,6 +127,18 @@ def _payload(input_path: str, output_path: str | None, profile: str | dict[str, 
     if profile is not None:
         payload["profile"] = profile
     return payload
+
+
+@contextmanager
+def _open_thread(run_id: str, context: Context | None,
+                 registry: ToolRegistry | None) -> Iterator[tuple[Any, Any, dict[str, Any], Context]]:
+    """``(graph, snapshot, config, context)`` of a thread, its checkpointer open (the device checked first)."""
+    ctx = context or Context()
+    devices.check(ctx.device)
+    config = {"configurable": {"thread_id": run_id}}
+    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
+        graph = build_graph(saver, registry=registry)
+        yield graph, graph.get_state(config), config, ctx
 
 
 def run(
@@ -140,17 +158,13 @@ def run(
         FourKError: bad input, bad profile, existing output without ``overwrite``, an existing run id, or an
             unknown or unavailable device (``context.device``).
     """
-    ctx = context or Context()
-    devices.check(ctx.device)
     run_id = run_id or new_run_id()
-    payload = _payload(input_path, output_path, profile, options)
-    config = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
-        graph = build_graph(saver, registry=registry)
-        if graph.get_state(config).values:
+    with _open_thread(run_id, context, registry) as (graph, snap, config, ctx):
+        if snap.values:
             raise RunError(f"run id {run_id!r} already exists; use --resume {run_id} or another id")
-        recovered = _stream_recovering(graph, payload, config, ctx, on_event)
-        return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
+        recovered = _stream_recovering(graph, _payload(input_path, output_path, profile, options), config, ctx,
+                                       on_event)
+        return _outcome(graph, config, recovered)
 
 
 def resume(
@@ -165,16 +179,10 @@ def resume(
     Raises:
         RunError: no run with that id, or an unavailable device.
     """
-    ctx = context or Context()
-    devices.check(ctx.device)
-    config = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
-        graph = build_graph(saver, registry=registry)
-        snap = graph.get_state(config)
+    with _open_thread(run_id, context, registry) as (graph, snap, config, ctx):
         if not snap.values and not snap.next:
             raise RunError(f"no run with id {run_id!r} in {ctx.home}")
-        recovered = _continue(graph, snap, config, ctx, on_event)
-        return _result(graph, config) | {"run_id": run_id} | ({"recovered": recovered} if recovered else {})
+        return _outcome(graph, config, _continue(graph, snap, config, ctx, on_event))
 
 
 def _continue(graph: Any, snap: Any, config: dict[str, Any], ctx: Context, on_event: EventHandler | None) -> list[str]:
@@ -206,18 +214,12 @@ def run_or_resume(
     Raises:
         FourKError: as :func:`run` and :func:`resume`.
     """
-    ctx = context or Context()
-    devices.check(ctx.device)
-    config = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(ctx.home, ctx.checkpoint_url) as saver:
-        graph = build_graph(saver, registry=registry)
-        snap = graph.get_state(config)
+    with _open_thread(run_id, context, registry) as (graph, snap, config, ctx):
         if snap.values or snap.next:
             state = "partial" if (snap.next or snap.tasks) else "finished"
             recovered = _continue(graph, snap, config, ctx, on_event)
         else:
             state = "new"
-            payload = _payload(input_path, output_path, profile, options)
-            recovered = _stream_recovering(graph, payload, config, ctx, on_event)
-        return (_result(graph, config) | {"run_id": run_id, "state": state}
-                | ({"recovered": recovered} if recovered else {}))
+            recovered = _stream_recovering(graph, _payload(input_path, output_path, profile, options), config, ctx,
+                                           on_event)
+        return _outcome(graph, config, recovered) | {"state": state}
