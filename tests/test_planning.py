@@ -35,6 +35,16 @@ def test_order_follows_experience_and_keeps_sr_last() -> None:
     assert order.index("deraining") < order.index("dehazing")
 
 
+def test_restoration_moves_after_sr_only_for_a_clear_gain_in_past_failures() -> None:
+    """A restoration step after ×4 SR runs on 16 times the pixels: a few points fewer failures with SR first do
+    not pay for that; many do."""
+    slight = {("denoising", SR4): (0.30, 0.25)}  # SR first fails 5 points less
+    clear = {("denoising", SR4): (0.45, 0.10)}
+    assert order_steps(["denoising", SR4], experience=slight) == ["denoising", SR4]
+    assert order_steps(["denoising", SR4], experience=clear) == [SR4, "denoising"]
+    assert order_steps(["denoising", SR4, SR4], experience=clear) == [SR4, "denoising", SR4]  # not after both
+
+
 def test_order_avoids_tried_first_steps() -> None:
     assert order_steps(["denoising", SR4], avoid_first={"denoising"})[0] == SR4
 

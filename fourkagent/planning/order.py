@@ -30,6 +30,11 @@ DEFAULT_RANK: tuple[str, ...] = (
 """Fallback order where no experience exists: artefacts that SR would amplify go first, SR last."""
 
 _MISORDER_PENALTY = 0.05
+LATE_RESTORATION_COST = 0.15
+"""Cost, in failure-rate units, of a restoration step placed after a ×4 SR step, which makes it run on 16 times
+the pixels (a denoising step after ×4 to 4096² took ~40 s of the demo's 126 s): past runs must show at least 15
+points fewer failures with that order before the planner pays for it. It grows with the pixels added (after ×2:
+a fifth of it; after ×4 twice: 17 times it)."""
 _BRUTE_FORCE_MAX = 7
 
 
@@ -47,8 +52,16 @@ def pair_cost(first: str, second: str, experience: dict[tuple[str, str], tuple[f
 
 
 def order_cost(order: Sequence[str], experience: dict[tuple[str, str], tuple[float, float]]) -> float:
-    """Sum of pairwise costs over every ordered pair of distinct steps."""
-    return sum(pair_cost(a, b, experience) for a, b in itertools.combinations(order, 2) if a != b)
+    """Sum of pairwise costs over every ordered pair of distinct steps, plus :data:`LATE_RESTORATION_COST` for
+    every restoration step after SR, in proportion to the pixels SR added before it."""
+    pixels, late = 1, 0.0
+    for step in order:
+        if step in (SR2, SR4):
+            pixels *= 4 if step == SR2 else 16
+        else:
+            late += (pixels - 1) / 15
+    return sum(pair_cost(a, b, experience) for a, b in itertools.combinations(order, 2) if a != b) + \
+        LATE_RESTORATION_COST * late
 
 
 def order_steps(
