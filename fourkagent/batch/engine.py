@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 RETRIES = 2
 """Extra tries of a task that raised an unexpected error (an image's own errors are results, not retried)."""
 ALLOWED_FAILURES = 2
-"""Worker deaths a task may cause before Dask gives up on it (each time it goes to another worker)."""
+"""Worker deaths a task may cause and still be sent to another worker (a third gives ``KilledWorker``); local
+clusters only (a remote scheduler keeps its own setting)."""
 OnDone = Callable[[ImageRecord], None]
 
 
