@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,9 @@ RETRIES = 2
 ALLOWED_FAILURES = 2
 """Worker deaths a task may cause and still be sent to another worker (a third gives ``KilledWorker``); local
 clusters only (a remote scheduler keeps its own setting)."""
+JOB_WRITE_SECONDS = 1.0
+"""``job.json`` is rewritten after an image at most this often (and at the end): it is a view of the checkpoints,
+which alone decide what a rerun does."""
 OnDone = Callable[[ImageRecord], None]
 
 
@@ -119,9 +123,13 @@ def run_batch(
     index = {item.thread_id or item.input: i for i, item in enumerate(items)}
     with _progress_bar(len(items), job_id, progress) as bar:
 
+        last_write = [0.0]
+
         def done(rec: ImageRecord) -> None:
             job.images[index[rec.thread_id or rec.input]] = rec
-            write_job(job)
+            if time.monotonic() - last_write[0] >= JOB_WRITE_SECONDS:  # a rerun skips thousands of images a second
+                write_job(job)
+                last_write[0] = time.monotonic()
             bar(rec)
 
         for item in items:
