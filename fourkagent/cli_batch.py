@@ -21,8 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default 1: in-process)")
     b.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786 "
                    "(needs --checkpoint)")
-    b.add_argument("--checkpoint", metavar="URL", default="", help="postgresql://… checkpointer shared by the workers "
-                   "(default: SQLite in the home directory; $FOURKAGENT_CHECKPOINT_URL)")
+    b.add_argument("--checkpoint", metavar="URL", default="",
+                   help="postgresql://… checkpointer shared by the workers (default: SQLite in the home directory; "
+                   "$FOURKAGENT_CHECKPOINT_URL)")
     b.add_argument("--job", metavar="JOB_ID", help="job id (default: from the output folder, so the same command is "
                    "the same job)")
     b.add_argument("--ext", default=".png", help="output extension: .png (default), .tif, .jpg, .webp")

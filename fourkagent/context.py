@@ -48,7 +48,7 @@ class Context:
         default="", metadata={"description": "SQLAlchemy URL of the experience store (default SQLite in home)."}
     )
     checkpoint_url: str = field(
-        default="", metadata={"description": "postgresql:// URL of the checkpointer for CLI and batch runs (default SQLite in home)."}
+        default="", metadata={"description": "postgresql:// URL of the CLI's checkpointer (default SQLite in home)."}
     )
     use_experience: bool = field(
         default=True, metadata={"description": "Let past runs on similar images shape the plan."}

@@ -1,4 +1,4 @@
-"""Run and resume the agent with a SQLite (or PostgreSQL) checkpointer (crash-safe: every node's checkpoint is synced)."""
+"""Run and resume the agent with a SQLite or PostgreSQL checkpointer (crash-safe: every node's checkpoint is synced)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def open_checkpointer(home: str | Path, url: str = "") -> Iterator[Any]:
 @contextmanager
 def _postgres_checkpointer(url: str) -> Iterator[Any]:
     if not url.startswith(("postgresql://", "postgres://")):
-        raise RunError(f"unsupported checkpointer URL {url.split(':', 1)[0]}:…; use postgresql://… (default: SQLite in home)")
+        scheme = url.split(":", 1)[0]
+        raise RunError(f"unsupported checkpointer URL {scheme}:…; use postgresql://… (default: SQLite in home)")
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
     except ImportError:

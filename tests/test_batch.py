@@ -8,10 +8,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -112,7 +110,8 @@ def test_collect_mirrors_the_tree_and_ids_follow_content(tmp_path: Path) -> None
     again = collect([str(src / "*.png"), str(src / "copy" / "x.png")], tmp_path / "o2", "j1", tag)
     assert [i.rel for i in again] == ["a.png", "copy/x.png"]
     assert again[0].thread_id == items[0].thread_id and again[1].thread_id == items[0].thread_id + "-2"
-    assert collect([str(src / "a.png")], tmp_path / "o3", "j1", profile_tag("ExpSR-s4-F"))[0].thread_id != items[0].thread_id
+    other_profile = collect([str(src / "a.png")], tmp_path / "o3", "j1", profile_tag("ExpSR-s4-F"))
+    assert other_profile[0].thread_id != items[0].thread_id
     (src / "empty.png").write_bytes(b"")
     assert collect([str(src / "empty.png")], tmp_path / "o4", "j1", tag)[0].error.endswith("empty file")
     for bad, out in (([str(src / "nothing-*.png")], tmp_path / "o5"), ([str(src)], src / "results"),

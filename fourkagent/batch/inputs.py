@@ -46,7 +46,8 @@ def check_job_id(job_id: str) -> str:
         RunError: empty, too long, or characters other than letters, digits, ``.``, ``_`` and ``-``.
     """
     if not _JOB_ID.match(job_id):
-        raise RunError(f"bad job id {job_id!r}: use 1-80 letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+        raise RunError(f"bad job id {job_id!r}: use 1-80 letters, digits, '.', '_' or '-' "
+                       "(starting with a letter or digit)")
     return job_id
 
 
