@@ -143,11 +143,13 @@ def test_sequential_job_equals_single_runs_and_rerun_skips(tmp_path: Path, refer
 
 
 def test_corrupt_and_hostile_inputs_fail_alone(tmp_path: Path) -> None:
-    src, prof = _images(tmp_path, ["a.png", "sub/b.png"]), _profile(tmp_path)
+    src, prof = _images(tmp_path, ["a.png", "sub/b.png", "e.png"]), _profile(tmp_path)
     (src / "broken.png").write_bytes((src / "a.png").read_bytes()[:60])  # a truncated PNG
     (src / "empty.jpg").write_bytes(b"")
     (src / "fake.png").write_bytes(b"<html>not an image</html>")
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "e.png").write_bytes(b"a file of the user's")  # never replaced without --overwrite
     proc = subprocess.run(CLI + ["batch", str(src), "-o", str(out), "-p", str(prof), "-q"], capture_output=True,
                           text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 1, proc.stderr
@@ -155,17 +157,19 @@ def test_corrupt_and_hostile_inputs_fail_alone(tmp_path: Path) -> None:
     job = json.loads((out / JOB_FILE).read_text())
     status = {Path(i["input"]).name: i for i in job["images"]}
     assert {n: s["status"] for n, s in status.items()} == {
-        "a.png": "done", "b.png": "done", "broken.png": "failed", "empty.jpg": "failed", "fake.png": "failed"}
-    assert status["empty.jpg"]["error"].endswith("empty file")
+        "a.png": "done", "b.png": "done", "broken.png": "failed", "empty.jpg": "failed", "fake.png": "failed",
+        "e.png": "failed"}
+    assert status["empty.jpg"]["error"].endswith("empty file") and "already exists" in status["e.png"]["error"]
+    assert (out / "e.png").read_bytes() == b"a file of the user's"
     for name in ("broken.png", "empty.jpg", "fake.png"):
         error = status[name]["error"]
         assert error and "\n" not in error and f"failed: {src / name}: " in proc.stdout
-    assert job["counts"] == {"done": 2, "failed": 3, "pending": 0}
+    assert job["counts"] == {"done": 2, "failed": 4, "pending": 0}
     index = (out / "index.html").read_text()
     assert index.index('id="failures"') < index.index('id="images"')
     assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
-    assert sorted(p.name for p in src.rglob("*")) == sorted(["a.png", "sub", "b.png", "broken.png", "empty.jpg",
-                                                             "fake.png"])  # inputs untouched, nothing added
+    assert sorted(p.name for p in src.rglob("*")) == sorted(["a.png", "sub", "b.png", "e.png", "broken.png",
+                                                             "empty.jpg", "fake.png"])  # nothing added to the inputs
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install -y chromium)")

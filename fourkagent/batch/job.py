@@ -147,7 +147,7 @@ def find_job(home: str | os.PathLike[str], ref: str) -> Path:
 def status_text(job: JobRecord) -> str:
     """The job in a few lines: counts, state, then each failure with its reason."""
     c = job.counts()
-    state = "finished" if job.finished else "not finished (run the same command again to go on)"
+    state = "finished" if job.finished else "not finished (still running, or stopped: run the same command again)"
     lines = [f"job {job.job_id}: {c['done']} done, {c['failed']} failed, {c['pending']} pending of "
              f"{len(job.images)} — {state}", f"job file: {Path(job.out_dir) / JOB_FILE}",
              f"index: {Path(job.out_dir) / INDEX_FILE}"]
