@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import yaml
 from conftest import photo
 from PIL import Image as PILImage
 from test_kill_resume import CLI, classical_registry
+from test_langgraph_server import server  # noqa: F401 - the `langgraph dev` fixture
 from test_report_html import CHROMIUM, _chromium, _js_errors
 
 from _postgres import postgres_server, why_unavailable
@@ -297,3 +299,22 @@ def test_remote_scheduler_with_postgres_checkpoints(tmp_path: Path, reference: d
                           checkpoint=url, registry=classical_registry())
         assert [r.action for r in again.images] == ["skipped", "skipped"]
     assert not (Path(home) / "checkpoints.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_sdk_recipe_in_the_docs_runs_one_thread_per_image(tmp_path: Path, server: str) -> None:
+    """docs/batch.md's LangGraph SDK loop, run as written against ``langgraph dev``; run again, it starts nothing."""
+    doc = (Path(__file__).parents[1] / "docs" / "batch.md").read_text()
+    code = doc.split("## Over the LangGraph SDK")[1].split("```python\n")[1].split("```")[0]
+    src, prof = _images(tmp_path, ["a.png", "sub/b.png"]), _profile(tmp_path)
+    (src / "empty.png").write_bytes(b"")
+    code = (code.replace("/abs/photos", str(src)).replace("/abs/out", str(tmp_path / "out"))
+            .replace("http://127.0.0.1:2024", server).replace('"ExpSR-s4-F"', repr(str(prof)))
+            .replace('"photos-job"', repr(f"sdk-{uuid.uuid4().hex[:8]}")))  # the server keeps threads across sessions
+    first: dict[str, object] = {}
+    exec(compile(code, "docs/batch.md", "exec"), first)
+    assert len(first["runs"]) == 2  # type: ignore[arg-type]  # the empty file is never sent
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "sub" / "b.png").is_file()
+    again: dict[str, object] = {}
+    exec(compile(code, "docs/batch.md", "exec"), again)
+    assert again["runs"] == []
