@@ -26,6 +26,7 @@ from fourkagent.batch import collect, read_job, run_batch
 from fourkagent.batch.engine import profile_tag
 from fourkagent.batch.job import JOB_FILE
 from fourkagent.context import Context
+from fourkagent.devices import cpu_count
 from fourkagent.errors import FourKError
 from fourkagent.graph.builder import build_graph
 from fourkagent.imaging import to_uint8
@@ -239,7 +240,9 @@ def test_driver_sigkill_then_rerun_recomputes_nothing(tmp_path: Path, reference:
 
 
 @pytest.mark.slow
-def test_two_dask_worker_processes(tmp_path: Path, reference: dict[str, bytes]) -> None:
+def test_two_dask_worker_processes(tmp_path: Path, reference: dict[str, bytes],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOURKAGENT_THREADS", "7")  # what a worker would use if the job did not share out the cores
     names = list(CROPS)
     src, prof = _images(tmp_path, names), _profile(tmp_path)
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
@@ -248,6 +251,9 @@ def test_two_dask_worker_processes(tmp_path: Path, reference: dict[str, bytes]) 
     assert job.engine == "dask-local" and job.workers == 2
     assert job.counts() == {"done": 6, "failed": 1, "pending": 0}
     assert _outputs(out, names) == reference
+    per_worker = max(1, cpu_count() // 2)  # N workers share the cores instead of each taking all of them
+    assert {json.loads((out / r.report_json).read_text())["runtime"]["threads"] for r in job.images if r.report_json} \
+        == {per_worker}
     again = run_batch([str(src)], out, str(prof), workers=2, registry=classical_registry())
     assert sorted(r.action for r in again.images if r.status == "done") == ["skipped"] * 6
 
