@@ -117,6 +117,9 @@ def test_collect_mirrors_the_tree_and_ids_follow_content(tmp_path: Path) -> None
     assert other_profile[0].thread_id != items[0].thread_id
     (src / "empty.png").write_bytes(b"")
     assert collect([str(src / "empty.png")], tmp_path / "o4", "j1", tag)[0].error.endswith("empty file")
+    (src / "sub" / "link.png").symlink_to(tmp_path / "in" / "a.png")  # a link in the tree: mirrored where it is
+    linked = collect([str(src / "sub")], tmp_path / "o7", "j1", tag)
+    assert [i.rel for i in linked] == ["b.png", "deep/c.jpg", "link.png"] and linked[2].thread_id == items[0].thread_id
     for bad, out in (([str(src / "nothing-*.png")], tmp_path / "o5"), ([str(src)], src / "results"),
                      ([str(src / "missing.png")], tmp_path / "o6")):
         with pytest.raises(FourKError):

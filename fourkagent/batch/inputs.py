@@ -118,8 +118,8 @@ def collect(inputs: list[str], out_dir: str | os.PathLike[str], job_id: str, pro
     out = Path(out_dir).resolve()
     pairs: dict[Path, Path] = {}
     for spec in inputs:
-        for file, root in _expand(spec):
-            pairs.setdefault(file.resolve(), root.resolve())
+        for file, root in _expand(spec):  # absolute, symlinks kept: a link to a file elsewhere stays in its tree
+            pairs.setdefault(Path(os.path.abspath(file)), Path(os.path.abspath(root)))
     folders = [Path(s).resolve() for s in inputs if Path(s).is_dir()]
     for folder in folders:
         if out == folder or folder in out.parents:
