@@ -26,7 +26,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     ctx = Context(home=args.home or "", device=args.device or "", threads=max(0, args.threads or 0))
     if args.resume:
-        cli_checks.check_run_exists(ctx.home, args.resume)
+        if not ctx.checkpoint_url:  # the quick check reads the SQLite file; PostgreSQL is asked by resume itself
+            cli_checks.check_run_exists(ctx.home, args.resume)
     else:
         _preflight(args)
     devices.check(ctx.device)  # imports torch only for an explicit GPU device

@@ -307,6 +307,10 @@ def test_remote_scheduler_with_postgres_checkpoints(tmp_path: Path, reference: d
         again = run_batch([str(src)], tmp_path / "out", str(prof), scheduler=cluster.scheduler_address,
                           checkpoint=url, registry=classical_registry())
         assert [r.action for r in again.images] == ["skipped", "skipped"]
+        env = dict(os.environ, FOURKAGENT_CHECKPOINT_URL=url)  # restore --resume finds an image's thread there too
+        res = subprocess.run(CLI + ["restore", "--resume", job.images[0].thread_id], capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert res.returncode == 0 and f"output: {job.images[0].output}" in res.stdout, res.stderr
     assert not (Path(home) / "checkpoints.sqlite").exists()
 
 
