@@ -42,6 +42,11 @@ def describe(node: str, update: dict[str, Any]) -> str:
         return f"factor x{p.get('factor')}, degradations: {', '.join(found) or 'none'}"
     if node == "plan":
         return "agenda: " + (" -> ".join(update.get("agenda", [])) or "(done)")
+    if node == "execute":
+        from fourkagent.planning.budget import dropped_line
+
+        drops = [dropped_line(d) for e in update.get("events", []) for d in e.get("dropped", [])]
+        return "dropped " + ", ".join(drops) if drops else "done"
     if node == "reflect":
         v = update.get("verdict", {})
         ok = "ok" if v.get("passed") else "below threshold"

@@ -9,7 +9,9 @@ from typing import Any
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
+from fourkagent.planning import budget
 from fourkagent.planning.agenda import step_scale
+from fourkagent.planning.budget import Selection
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
 from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
@@ -26,29 +28,15 @@ def step_category(step: str) -> str:
     return "super-resolution" if step.startswith("super-resolution") else step
 
 
-def predicted_seconds(tool: Tool, size: tuple[int, int]) -> float | None:
-    """The tool's measured cost for an input of ``size`` (h, w), where its ``seconds_per_mp`` is known."""
-    per_mp = tool.spec.seconds_per_mp
-    return None if per_mp is None else per_mp * size[0] * size[1] * tool.spec.scale**2 / 1e6
-
-
-def select_tools(
-    registry: ToolRegistry, step: str, profile: Profile, size: tuple[int, int]
-) -> tuple[list[Tool], list[str]]:
-    """Tools for a step on an image of ``size`` (h, w) under a profile, and the names Fast4K dropped: slow
-    tools when the long side reaches the profile's threshold (the reference's rule), and slow tools whose
-    predicted cost exceeds the profile's step budget at any size."""
+def select_tools(registry: ToolRegistry, profile: Profile, agenda: list[str], size: tuple[int, int],
+                 spent: float = 0.0) -> Selection:
+    """The experts ``agenda[0]`` runs on an image of ``size`` (h, w) after ``spent`` predicted seconds, and those
+    the profile's time budget (or its Fast4K rule) drops (:func:`fourkagent.planning.budget.select`)."""
+    step = agenda[0]
     tools = registry.for_step(step_category(step), step_scale(step), profile.priority)
     if not tools:
         tools = registry.for_step(step_category(step), step_scale(step))
-    if not profile.fast4k:
-        return tools, []
-
-    large = max(size) >= profile.fast4k_side_threshold
-    budget = profile.fast4k_step_seconds
-    costly = [t.spec.slow and (large or (predicted_seconds(t, size) or 0.0) > budget) for t in tools]
-    kept = [t for t, c in zip(tools, costly) if not c] or tools[:1]
-    return kept, [t.name for t in tools if t not in kept]
+    return budget.select(tools, profile, agenda, size, spent)
 
 
 def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
@@ -93,15 +81,18 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
         store = store_of(state)
         node = state["tree"][state["cursor"]]
         img = store.get(node["artifact"])
-        tools, dropped = select_tools(registry, step, profile, img.shape[:2])
-        tools, skipped = prefer_by_experience(tools, step, state)
+        spent = float(state.get("budget_spent_s") or 0.0)
+        selection = select_tools(registry, profile, state["agenda"], img.shape[:2], spent)
+        tools, skipped = prefer_by_experience(selection.tools, step, state)
         candidates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         sigma = sure_sigma(step, profile, img)
         for tool in tools:
             emit({"event": "tool_start", "step": step, "tool": tool.name})
             t0 = time.perf_counter()
-            record: dict[str, Any] = {"tool": tool.name, "artifact": None, "error": None}
+            predicted = budget.predicted_seconds(tool, img.shape[:2])
+            record: dict[str, Any] = {"tool": tool.name, "artifact": None, "error": None,
+                                      "predicted_s": None if predicted is None else round(predicted, 3)}
             try:
                 out = tool(img)
                 if step.startswith("super-resolution") and max(out.shape[:2]) >= COLOR_FIX_MIN_SIDE:
@@ -113,12 +104,14 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
                 record["error"] = str(exc)
             record["seconds"] = round(time.perf_counter() - t0, 4)
             candidates.append(record)
-            events.append({"node": "execute", "tool": tool.name, "step": step, "seconds": record["seconds"]})
+            events.append({"node": "execute", "tool": tool.name, "step": step, "seconds": record["seconds"],
+                           "predicted_s": record["predicted_s"]})
             emit({"event": "tool_end", "step": step, **record})
-        if dropped:
-            events.append({"node": "execute", "step": step, "fast4k_dropped": dropped})
+        if selection.dropped:
+            events.append({"node": "execute", "step": step, "dropped": selection.dropped})
         if skipped:
-            events.append({"node": "execute", "step": step, "budget_skipped": skipped})
-        return {"candidates": candidates, "events": events}
+            events.append({"node": "execute", "step": step, "max_tools_skipped": skipped})
+        return {"candidates": candidates, "events": events,
+                "budget_spent_s": round(spent + budget.charged(tools, img.shape[:2]), 3)}
 
     return execute

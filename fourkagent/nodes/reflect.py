@@ -59,7 +59,8 @@ def reflect(state: State) -> dict[str, Any]:
     keep_q = (scores[-1].score if absolute else gain_to_q(0.0)) if unchanged else None
     scored: list[dict[str, Any]] = []
     for cand in cands:
-        entry = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds")}
+        entry = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds"),
+                 "predicted_s": cand.get("predicted_s")}
         if cand["tool"] in unchanged:
             scored.append(entry | {"score": None, "components": {}, "unchanged": True,
                                    "error": "returned its input unchanged: not a candidate"})

@@ -92,10 +92,10 @@ def _candidates(nid: str, node: dict[str, Any], crops: Crops) -> str:
             escape(str(c.get("tool"))) + mark,
             f'<span class="num" data-score="{c.get("score")}">{fmt(c.get("score"))}</span>',
             *[f'<span class="num">{fmt(comps.get(k))}</span>' for k in keys],
-            fmt(c.get("seconds"), 2),
+            fmt(c.get("seconds"), 2), fmt(c.get("predicted_s"), 2),
             f'<span class="err">{escape(c["error"])}</span>' if c.get("error") else "",
         ])
-    head = ["tool", "Q", *keys, "seconds", "error"]
+    head = ["tool", "Q", *keys, "seconds", "predicted s", "error"]
     return crops.strip(nid, node) + '<div class="scroll">' + table(head, rows, "cand", STEP_COLUMNS) + "</div>"
 
 
@@ -186,6 +186,19 @@ def _bars(values: dict[str, float]) -> str:
     return table(["name", "seconds", ""], rows)
 
 
+def _dropped(timings: dict[str, Any]) -> str:
+    """The time budget's use and the experts dropped (by the budget or Fast4K), with their predicted seconds."""
+    b = timings.get("budget") or {}
+    head = (f"<p>Time budget: {fmt(b.get('predicted_spent_s'), 1)} of {fmt(b.get('time_budget_s'), 0)} s predicted "
+            f"for the experts (costs measured on {escape(str(b.get('costs_measured_on') or 'an unnamed machine'))})."
+            "</p>" if b.get("time_budget_s") is not None else "")
+    rows = [[escape(d["step"]), escape(d["tool"]), escape(d["rule"]), fmt(d.get("predicted_s"), 1),
+             fmt(d.get("share_s"), 1), fmt(d.get("budget_left_s"), 1)] for d in timings.get("dropped") or []]
+    body = table(["step", "tool", "rule", "predicted s", "step share / limit s", "budget left s"], rows,
+                 "dropped") if rows else "<p>No expert was dropped.</p>"
+    return "<h3>Dropped experts</h3>" + head + body
+
+
 def _runtime(rt: dict[str, Any]) -> str:
     """``device cuda:0 (NVIDIA …, fp16) · torch 2.x`` from the report's runtime record."""
     extra = ", ".join(x for x in (rt.get("gpu"), "fp16" if rt.get("half_precision") else None,
@@ -232,7 +245,7 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
     images.prepare_thumbs(tree, order)
     crops = Crops(images, region, (work[0], work[1]))
     crops.prepare(tree, order)
-    legend = legend_html(["Q", *_score_keys(tree), "seconds"], STEP_COLUMNS, "What the score columns mean")
+    legend = legend_html(["Q", *_score_keys(tree), "seconds", "predicted s"], STEP_COLUMNS, "What the score columns mean")
     parts = [
         f"<h1>fourkagent run report</h1><p class=\"sub\">{escape(Path(str(inp.get('path'))).name)} "
         f"{inp['width']}×{inp['height']} → {escape(Path(str(out['path'])).name)} {out['size'][0]}×{out['size'][1]} · "
@@ -259,7 +272,8 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
         "<h2>Faces</h2>", _faces(faces, output, face_scale),
         "<h2>Timings</h2>",
         f"<p>Time in nodes: {fmt(report['timings'].get('total_nodes'), 2)} s</p><h3>Per node</h3>"
-        + _bars(report["timings"].get("per_node", {})) + "<h3>Per tool</h3>" + _bars(report["timings"].get("per_tool", {})),
+        + _bars(report["timings"].get("per_node", {})) + "<h3>Per tool</h3>" + _bars(report["timings"].get("per_tool", {}))
+        + _dropped(report["timings"]),
         "<h2>Profile</h2>",
         table(["key", "value"], [[escape(k), plain(v)] for k, v in report["profile"].items()], "profile"),
     ]

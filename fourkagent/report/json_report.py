@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from fourkagent import __version__, devices
+from fourkagent.planning.budget import Dropped, dropped_line
 from fourkagent.planning.search import path_nodes
 from fourkagent.state.schema import State
 
@@ -28,24 +29,56 @@ def timings(state: State) -> dict[str, Any]:
     per_node: dict[str, float] = defaultdict(float)
     per_tool: dict[str, float] = defaultdict(float)
     tool_runs: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
+    dropped: list[Dropped] = []
     for e in state.get("events", []):
         if "tool" in e:
             per_tool[e["tool"]] += e["seconds"]
-            tool_runs.append({"step": e.get("step"), "tool": e["tool"], "seconds": e["seconds"]})
+            tool_runs.append({"step": e.get("step"), "tool": e["tool"], "seconds": e["seconds"],
+                              "predicted_s": e.get("predicted_s")})
         elif "seconds" in e:
             per_node[e["node"]] += e["seconds"]
-        elif "fast4k_dropped" in e:
-            dropped.append({"step": e.get("step"), "tools": e["fast4k_dropped"]})
+        elif "dropped" in e:
+            dropped.extend(e["dropped"])
     return {
         "per_node": {k: round(v, 3) for k, v in per_node.items()},
         "per_tool": {k: round(v, 3) for k, v in per_tool.items()},
         "total_nodes": round(sum(per_node.values()), 3),
         "total_tools": round(sum(per_tool.values()), 3),
         "tool_runs": tool_runs,
-        "fast4k_dropped": dropped,
+        "dropped": dropped,
+        "budget": {
+            "time_budget_s": state["profile_data"].get("time_budget_s"),
+            "predicted_spent_s": round(float(state.get("budget_spent_s") or 0.0), 3),
+            "costs_measured_on": costs_machine(),
+        },
         "note": "finalize (which writes this report) is not included",
     }
+
+
+def costs_machine() -> str:
+    """Where the tools' seconds per megapixel were measured (``fourkagent/data/tool_costs.json``)."""
+    import json
+
+    from fourkagent.tools.base import COSTS_FILE
+
+    try:
+        return str(json.loads(COSTS_FILE.read_text(encoding="utf-8")).get("machine", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def budget_lines(timings: dict[str, Any]) -> list[str]:
+    """The time budget's use (when the profile has one) and every expert dropped, per step, with why."""
+    lines = []
+    b = timings.get("budget") or {}
+    if b.get("time_budget_s") is not None:
+        lines.append(f"time budget: {b['predicted_spent_s']:.1f} of {b['time_budget_s']:.0f} s predicted for the "
+                     f"experts (they took {timings['total_tools']:.1f} s)")
+    by_step: dict[str, list[str]] = defaultdict(list)
+    for d in timings.get("dropped") or []:
+        by_step[d["step"]].append(dropped_line(d))
+    lines.extend(f"  dropped at {step}: " + ", ".join(items) for step, items in by_step.items())
+    return lines
 
 
 def face_section(state: State) -> dict[str, Any]:
@@ -106,6 +139,7 @@ def summary(report: dict[str, Any]) -> str:
     if report["rollbacks"]:
         lines.append(f"rollbacks: {len(report['rollbacks'])}" + (" (compromise)" if report["compromise"] else ""))
     lines.append(faces_line(report["faces"]))
+    lines.extend(budget_lines(report["timings"]))
     lines.append(f"time in nodes: {report['timings']['total_nodes']:.1f} s")
     rt = report.get("runtime") or {}
     if rt:

@@ -16,6 +16,8 @@ STEP_COLUMNS: dict[str, str] = {
     "Q": "The candidate's overall score, used to pick the expert (higher is better). With the offline scorer "
     "0.5 means 'no better than doing nothing'; a step whose best Q is under the profile's threshold is rolled back.",
     "seconds": "Time the expert took to produce this candidate.",
+    "predicted s": "Its predicted time (measured seconds per output megapixel × this step's output size): what the "
+                   "run's time budget was charged.",
     "predicted_gain_db": "PSNR gain over doing nothing (the step input, bicubic-upscaled for super-resolution) that "
     "the learned Q-MoE model predicts for this candidate, in dB, after any do-no-harm margin; 0 = no better.",
     "naturalness": "0.5 + d_niqe / 10, clipped to [0, 1]: above 0.5 the candidate looks more natural than the "

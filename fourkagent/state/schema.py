@@ -63,6 +63,10 @@ class State(InputState, OutputState, total=False):
     """Last reflect's decision: {step, node, best_tool, best_score, threshold, passed}."""
     rollbacks: list[dict[str, Any]]
     """Every rollback: {step, from_node, best_score, threshold, reason, action}."""
+    budget_spent_s: float
+    """Predicted seconds (measured cost per megapixel × output size) of every expert run so far; the profile's
+    ``time_budget_s`` minus this is what the remaining steps may spend. Predicted, not measured, so that the
+    decisions depend on the state alone (see :mod:`fourkagent.planning.budget`)."""
     compromise: bool
     """True once every ordering failed and the run continued from the best image seen."""
     face_refs: dict[str, Any]

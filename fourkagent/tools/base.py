@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -27,6 +30,20 @@ Category = Literal[
 
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
+COSTS_FILE = Path(__file__).resolve().parents[1] / "data" / "tool_costs.json"
+"""Measured seconds per output megapixel per tool, and the machine they were measured on
+(written by ``benchmarks/tool_costs.py --write-costs``)."""
+
+
+@functools.cache
+def measured_costs() -> dict[str, float]:
+    """Tool name → measured seconds per output megapixel (empty if the file is missing or unreadable)."""
+    try:
+        return {str(k): float(v) for k, v in json.loads(COSTS_FILE.read_text(encoding="utf-8"))["tools"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 Backend = Literal["classical", "torch", "ncnn", "diffusers"]
 Preference = Literal["fidelity", "perception", "both"]
 
@@ -46,15 +63,22 @@ class ToolSpec:
     backend: Backend = "classical"
     """How the tool computes: classical numpy/OpenCV, torch, ncnn or diffusers."""
     slow: bool = False
-    """Dropped by Fast4K when the current image's long side is at or above the profile threshold."""
+    """Dropped by the reference's Fast4K rule when the current image's long side is at or above the profile
+    threshold (profiles without a time budget)."""
     preference: Preference = "both"
     """Which profile priority (fidelity/perception) includes this tool (SR scales, and restoration experts
     that only suit one priority)."""
     weights: str | None = None
     """Name of the weights file it needs, if any."""
     seconds_per_mp: float | None = None
-    """Measured CPU cost (2 cores) per output megapixel, where known; Fast4K drops a slow tool whose
-    predicted cost for a step exceeds the profile's ``fast4k_step_seconds``."""
+    """Measured cost per output megapixel, where known: filled from :data:`COSTS_FILE` (which wins over a value
+    given here); a profile's time budget predicts each step's cost from it (:mod:`fourkagent.planning.budget`)."""
+
+    def __post_init__(self) -> None:
+        """Take the measured cost from :data:`COSTS_FILE` where it has one for this tool."""
+        measured = measured_costs().get(self.name)
+        if measured is not None:
+            object.__setattr__(self, "seconds_per_mp", measured)
 
 
 class DuplicateToolError(FourKError, ValueError):

@@ -3,10 +3,9 @@ degradations (SIDD noise, GoPro blur, Rain13K, RESIDE haze, LOL low light, FiveK
 ESRGAN-thick ×2/×4 (idealo's RRDN, a perceptual SR model).
 
 Each tool is unavailable (with the pull command as reason) until ``4kagent models pull`` ran; the
-README's set-up pulls them. They run tiled on the current device; ``seconds_per_mp`` (per output
-megapixel on two CPU cores) was measured on 256² inputs (MAXIM: 44–79 s/MP; tiling a 512² image adds
-about 15 %) and 192² inputs (ESRGAN ×4: 3.8, ×2: 14.9), and Fast4K drops a slow expert
-where a step would cost more than the profile's step budget.
+README's set-up pulls them. They run tiled on the current device; their measured cost per output megapixel
+(``fourkagent/data/tool_costs.json``, from ``benchmarks/tool_costs.py``) lets a profile's time budget drop them
+where a step would cost more than its share (:mod:`fourkagent.planning.budget`).
 """
 
 from __future__ import annotations
@@ -31,24 +30,23 @@ class _Entry:
     model: str
     """Key of :data:`fourkagent.models.npm.NPM_MODELS`."""
     what: str
-    seconds_per_mp: float
     preference: Preference = "both"
 
 
 _ENTRIES: tuple[_Entry, ...] = (
-    _Entry("denoise_maxim", "maxim-denoising", "MAXIM trained on real sensor noise (SIDD)", 80.0),
-    _Entry("deblur_motion_maxim", "maxim-deblurring", "MAXIM trained on real camera-shake blur (GoPro)", 85.0),
-    _Entry("derain_maxim", "maxim-deraining", "MAXIM trained on rain streaks (Rain13K)", 50.0),
-    _Entry("dehaze_maxim_outdoor", "maxim-dehazing-outdoor", "MAXIM trained on outdoor haze (RESIDE OTS)", 50.0),
-    _Entry("dehaze_maxim_indoor", "maxim-dehazing-indoor", "MAXIM trained on indoor haze (RESIDE ITS)", 50.0),
+    _Entry("denoise_maxim", "maxim-denoising", "MAXIM trained on real sensor noise (SIDD)"),
+    _Entry("deblur_motion_maxim", "maxim-deblurring", "MAXIM trained on real camera-shake blur (GoPro)"),
+    _Entry("derain_maxim", "maxim-deraining", "MAXIM trained on rain streaks (Rain13K)"),
+    _Entry("dehaze_maxim_outdoor", "maxim-dehazing-outdoor", "MAXIM trained on outdoor haze (RESIDE OTS)"),
+    _Entry("dehaze_maxim_indoor", "maxim-dehazing-indoor", "MAXIM trained on indoor haze (RESIDE ITS)"),
     # perception only: on low light with sensor noise they lose 2.6-3.5 dB PSNR to auto levels and the shipped
     # Q-MoE still picked brighten_maxim in 3 of 5 strong cases (benchmarks/maxim_notes.md)
-    _Entry("brighten_maxim", "maxim-enhancement", "MAXIM trained on real low light (LOL)", 50.0, "perception"),
-    _Entry("retouch_maxim", "maxim-retouching", "MAXIM trained on global tone/colour retouch (MIT-Adobe FiveK)", 50.0,
+    _Entry("brighten_maxim", "maxim-enhancement", "MAXIM trained on real low light (LOL)", "perception"),
+    _Entry("retouch_maxim", "maxim-retouching", "MAXIM trained on global tone/colour retouch (MIT-Adobe FiveK)",
            "perception"),
-    _Entry("sr_esrgan_thick_x4", "esrgan-thick-x4", "ESRGAN-thick ×4 (idealo RRDN, perceptual, DIV2K)", 4.0,
+    _Entry("sr_esrgan_thick_x4", "esrgan-thick-x4", "ESRGAN-thick ×4 (idealo RRDN, perceptual, DIV2K)",
            "perception"),
-    _Entry("sr_esrgan_thick_x2", "esrgan-thick-x2", "ESRGAN-thick ×2 (idealo RRDN, perceptual, DIV2K)", 15.0,
+    _Entry("sr_esrgan_thick_x2", "esrgan-thick-x2", "ESRGAN-thick ×2 (idealo RRDN, perceptual, DIV2K)",
            "perception"),
 )
 
@@ -100,7 +98,7 @@ def _tool(e: _Entry) -> Tool:
     m = NPM_MODELS[e.model]
     category: Category = m.category
     spec = ToolSpec(e.tool, category, f"{e.what}; npm {m.spec} converted to torch", scale=m.scale, backend="torch",
-                    slow=True, preference=e.preference, weights=f"npm:{e.model}", seconds_per_mp=e.seconds_per_mp)
+                    slow=True, preference=e.preference, weights=f"npm:{e.model}")
     return Tool(spec, partial(_run, e.model), partial(_availability, e.model))
 
 

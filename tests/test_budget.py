@@ -1,0 +1,134 @@
+"""The run's time budget: experts whose predicted cost breaks a step's share are dropped (at least the cheapest
+runs), the reports say what was dropped and why, a profile without a budget keeps the Fast4K rules, and a resumed
+run makes the same decisions (they follow the predicted costs in the state, not the clock)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from conftest import photo, write
+
+from fourkagent.context import Context
+from fourkagent.imaging import Image, resize
+from fourkagent.planning.budget import select, step_share
+from fourkagent.profiles import load_profile
+from fourkagent.report.html import html_path_for
+from fourkagent.runner import resume, run
+from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec
+
+
+def _spec(name: str, category: str, per_mp: float | None, scale: int = 1, slow: bool = False) -> ToolSpec:
+    return ToolSpec(name, category, "test expert", scale=scale, slow=slow, seconds_per_mp=per_mp)  # type: ignore[arg-type]
+
+
+def _ident(img: Image) -> Image:
+    return img
+
+
+def test_step_share_follows_the_output_megapixels_of_the_steps_left() -> None:
+    agenda = ["denoising", "super-resolution", "super-resolution"]
+    mp = [256 * 256, 1024 * 1024, 4096 * 4096]
+    assert step_share(60.0, agenda, (256, 256)) == pytest.approx(60.0 * mp[0] / sum(mp))
+    assert step_share(60.0, agenda[1:], (256, 256)) == pytest.approx(60.0 * mp[1] / sum(mp[1:]))
+    assert step_share(60.0, agenda[2:], (1024, 1024)) == pytest.approx(60.0)
+    assert step_share(-5.0, agenda[2:], (1024, 1024)) == 0.0  # overspent: only the cheapest expert runs
+
+
+def test_expert_breaking_the_share_is_dropped_cheapest_kept() -> None:
+    tools = [Tool(_spec("mid", "denoising", 10.0), _ident), Tool(_spec("heavy", "denoising", 100.0), _ident),
+             Tool(_spec("cheap", "denoising", 1.0), _ident), Tool(_spec("unmeasured", "denoising", None), _ident)]
+    profile = load_profile({"base": "FastGen4K-P", "time_budget_s": 12.0})
+    sel = select(tools, profile, ["denoising"], (1000, 1000), spent=1.0)  # 11 s left, one step: share 11 s
+    assert [t.name for t in sel.tools] == ["mid", "cheap", "unmeasured"]  # registry order kept
+    (drop,) = sel.dropped
+    assert drop == {"step": "denoising", "tool": "heavy", "rule": "budget", "predicted_s": 100.0, "share_s": 11.0,
+                    "budget_left_s": 11.0}
+    broke = select(tools, profile, ["denoising"], (1000, 1000), spent=20.0)  # overspent: the cheapest alone
+    assert [t.name for t in broke.tools] == ["cheap", "unmeasured"]
+    assert sorted(d["tool"] for d in broke.dropped) == ["heavy", "mid"]
+
+
+def test_profile_without_budget_keeps_the_fast4k_rules() -> None:
+    tools = [Tool(_spec("fast", "denoising", None), _ident), Tool(_spec("heavy", "denoising", 100.0, slow=True), _ident)]
+    fast4k = load_profile({"base": "FastGen4K-P", "time_budget_s": None})
+    assert fast4k.fast4k and fast4k.time_budget_s is None
+    assert [t.name for t in select(tools, fast4k, ["denoising"], (256, 256)).tools] == ["fast", "heavy"]  # 6.6 s
+    step = select(tools, fast4k, ["denoising"], (600, 600))  # 36 s > 30 s step limit
+    assert [t.name for t in step.tools] == ["fast"] and step.dropped[0]["rule"] == "step"
+    side = select(tools, fast4k.model_copy(update={"fast4k_side_threshold": 500}), ["denoising"], (510, 100))
+    assert [t.name for t in side.tools] == ["fast"] and side.dropped[0]["rule"] == "side"
+    off = load_profile({"base": "FastGen4K-P", "time_budget_s": None, "fast4k": False})
+    assert len(select(tools, off, ["denoising"], (2000, 2000)).tools) == 2
+
+
+class Killed(BaseException):
+    """Stands for the process dying inside a tool (not an error a run survives)."""
+
+
+def _registry(kill: list[bool] | None = None) -> ToolRegistry:
+    """Two denoisers (both fit step 1's share) and two ×4 SR experts; sr_heavy fits the budget only if step 1's
+    predicted spending is forgotten. ``kill``: sr_cheap dies on its first call while ``kill[0]`` is True."""
+
+    def blur(img: Image) -> Image:
+        return cv2.GaussianBlur(img, (3, 3), 0.6)
+
+    def up(img: Image) -> Image:
+        if kill and kill[0]:
+            kill[0] = False
+            raise Killed
+        return resize(img, img.shape[1] * 4, img.shape[0] * 4)
+
+    return ToolRegistry([
+        Tool(_spec("dn_cheap", "denoising", 1.0), blur),
+        Tool(_spec("dn_heavy", "denoising", 100.0), lambda im: cv2.medianBlur(np.ascontiguousarray(im), 3)),
+        Tool(_spec("sr_cheap", "super-resolution", 0.01, scale=4), up),
+        Tool(_spec("sr_heavy", "super-resolution", 150.0, scale=4), lambda im: np.clip(up(im) * 1.02, 0, 1)),
+    ])
+
+
+PROFILE: dict[str, Any] = {"name": "budget-test", "user_plan": ["denoising", "super-resolution"], "upscale_to_4k": False,
+                           "face_restore": False, "with_rollback": False, "time_budget_s": 10.0}
+"""64² input: step 1's share is 10 × 64²/(64² + 256²) = 0.59 s, both denoisers fit (0.41 s predicted); 9.59 s are
+left for SR, where sr_heavy's 9.83 s breaks them (it would fit the 10 s of a run that forgot step 1)."""
+
+
+def _drops(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return report["timings"]["dropped"]
+
+
+def test_run_drops_the_expert_that_breaks_the_budget_and_reports_it(tmp_path: Path) -> None:
+    src = write(tmp_path, "in.png", np.ascontiguousarray(photo("coffee")[100:164, 200:264]))
+    res = run(str(src), str(tmp_path / "out.png"), PROFILE, registry=_registry())
+    report = json.loads(Path(res["report_path"]).read_text())
+    (drop,) = _drops(report)
+    assert drop["tool"] == "sr_heavy" and drop["step"] == "super-resolution" and drop["rule"] == "budget"
+    assert drop["predicted_s"] == pytest.approx(150.0 * 256 * 256 / 1e6, abs=0.01)
+    assert drop["budget_left_s"] == pytest.approx(10.0 - 101.0 * 64 * 64 / 1e6, abs=0.01)
+    ran = [(r["step"], r["tool"]) for r in report["timings"]["tool_runs"]]
+    assert ran == [("denoising", "dn_cheap"), ("denoising", "dn_heavy"), ("super-resolution", "sr_cheap")]
+    spent = 101.0 * 64 * 64 / 1e6 + 0.01 * 256 * 256 / 1e6
+    assert report["timings"]["budget"]["predicted_spent_s"] == pytest.approx(spent, abs=1e-3)
+    assert "dropped at super-resolution: sr_heavy (9.8 s predicted > 9.6 s share of 9.6 s left)" in res["summary"]
+    assert "time budget: 0.4 of 10 s predicted" in res["summary"]
+    page = html_path_for(res["output_path"]).read_text(encoding="utf-8")
+    assert "Dropped experts" in page and "<td>sr_heavy</td><td>budget</td>" in page
+
+
+def test_resumed_run_makes_the_same_decisions(tmp_path: Path) -> None:
+    src = write(tmp_path, "in.png", np.ascontiguousarray(photo("coffee")[100:164, 200:264]))
+    homes = [Context(home=str(tmp_path / h)) for h in ("ref", "victim")]  # each its own (empty) experience store
+    ref = run(str(src), str(tmp_path / "ref.png"), PROFILE, context=homes[0], registry=_registry())
+    kill = [True]
+    with pytest.raises(Killed):  # dies in the SR step, after the denoising step's checkpoints
+        run(str(src), str(tmp_path / "victim.png"), PROFILE, run_id="victim", context=homes[1], registry=_registry(kill))
+    assert not (tmp_path / "victim.png").exists()
+    res = resume("victim", context=homes[1], registry=_registry(kill))
+    a, b = (json.loads(Path(r["report_path"]).read_text()) for r in (ref, res))
+    assert _drops(a) == _drops(b) and [d["tool"] for d in _drops(b)] == ["sr_heavy"]
+    assert a["timings"]["budget"]["predicted_spent_s"] == b["timings"]["budget"]["predicted_spent_s"]
+    assert (tmp_path / "ref.png").read_bytes() == (tmp_path / "victim.png").read_bytes()
