@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 def stamp(t0: float) -> str:
@@ -12,24 +12,54 @@ def stamp(t0: float) -> str:
     return f"[{time.perf_counter() - t0:6.1f}s]"
 
 
-def progress(quiet: bool, t0: float | None = None) -> Any:
-    """The run's event handler (``runner.EventHandler``): a stamped line per node and per tool, none if ``quiet``."""
+BAR_DELAY_S = 2.0
+"""A tool's tile bar shows only once the tool has run this long (shorter tools print just their line)."""
+
+
+def progress(quiet: bool, t0: float | None = None, stream: TextIO | None = None, bar_delay: float = BAR_DELAY_S) -> Any:
+    """The run's event handler (``runner.EventHandler``): a stamped line per node and per tool on ``stream``
+    (stderr), a tile bar with ETA (tqdm) inside tools that run over ``bar_delay`` seconds when the stream is a
+    terminal; nothing if ``quiet``."""
     t0 = time.perf_counter() if t0 is None else t0
+    out = stream or sys.stderr
+    bars: dict[tuple[str, str], Any] = {}
+    tty = out.isatty()
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    def tile_bar(chunk: dict[str, Any]) -> None:
+        key = (chunk["step"], chunk["tool"])
+        bar = bars.get(key)
+        if bar is None or chunk["done"] <= bar.n:  # a tool's first tile, or a new tiled pass of the same tool
+            from tqdm import tqdm
+
+            close(key)
+            bar = bars[key] = tqdm(total=chunk["total"], desc=f"  {key[0]}: {key[1]}", unit="tile", file=out,
+                                   delay=bar_delay, leave=False, dynamic_ncols=True, mininterval=0, miniters=1)
+        bar.update(chunk["done"] - bar.n)
+
+    def close(key: tuple[str, str]) -> None:
+        bar = bars.pop(key, None)
+        if bar is not None:
+            bar.close()
 
     def handler(kind: str, chunk: dict[str, Any]) -> None:
         if quiet:
             return
-        now = stamp(t0)
         if kind == "custom":
             ev = chunk.get("event")
-            if ev == "tool_end":
+            if ev == "tool_progress" and tty:
+                tile_bar(chunk)
+            elif ev == "tool_end":
+                close((chunk["step"], chunk["tool"]))
                 res = f"error: {chunk['error']}" if chunk.get("error") else f"{chunk['seconds']:.1f}s"
-                print(f"{now}   {chunk['step']}: {chunk['tool']} {res}", file=sys.stderr, flush=True)
+                say(f"{stamp(t0)}   {chunk['step']}: {chunk['tool']} {res}")
             elif ev == "candidate_scored":
-                print(f"{now}   {chunk['step']}: {chunk['tool']} Q={chunk['score']:.3f}", file=sys.stderr, flush=True)
+                say(f"{stamp(t0)}   {chunk['step']}: {chunk['tool']} Q={chunk['score']:.3f}")
             return
         for node, update in chunk.items():
-            print(f"{now} {node}: {describe(node, update or {})}", file=sys.stderr, flush=True)
+            say(f"{stamp(t0)} {node}: {describe(node, update or {})}")
 
     return handler
 

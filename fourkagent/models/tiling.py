@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fourkagent.devices import float_tensor, set_cpu_threads
+from fourkagent.tool_progress import tick
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +82,8 @@ def tiled_forward(
     """Run ``module`` on ``x`` (1, C, H, W) tile by tile; returns (1, C_out, sH, sW) float32 on CPU.
 
     Tiles go to the module's device and dtype (see :mod:`fourkagent.devices`); on CPU torch uses
-    ``threads`` (default: the requested count, else all cores).
+    ``threads`` (default: the requested count, else all cores). Each finished tile is reported to
+    :func:`fourkagent.tool_progress.tick` (a whole-image run reports nothing).
     ``tile=None`` (or a tile at least as large as the image) runs the whole image at once.
     ``overlap`` is in input pixels; of each shared strip, ``trim`` input pixels next to a tile's
     edge get weight zero (default ``3 * overlap // 8``) and the rest is a linear cross-fade.
@@ -104,6 +106,7 @@ def tiled_forward(
         ys, xs = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
         out: torch.Tensor | None = None
         acc_w = torch.zeros((1, 1, h * scale, w * scale), dtype=torch.float32)
+        done, total = 0, len(ys) * len(xs)
         for iy, (y0, y1) in enumerate(ys):
             wy = span_weights(ys, iy, trim, scale)
             for ix, (x0, x1) in enumerate(xs):
@@ -116,6 +119,8 @@ def tiled_forward(
                 out[:, :, sy, sx].addcmul_(y, weight)
                 acc_w[:, :, sy, sx].add_(weight)
                 del y
+                done += 1
+                tick(done, total)
         assert out is not None
         return out.div_(acc_w.clamp_min_(1e-8))
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from fourkagent import tool_progress
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
@@ -70,6 +72,13 @@ def prefer_by_experience(tools: list[Tool], step: str, state: State) -> tuple[li
     return ranked[:keep], [t.name for t in ranked[keep:]]
 
 
+def _tile_event(step: str, tool: str, t0: float, done: int, total: int) -> None:
+    """A ``tool_progress`` stream event: tiles done of total, seconds so far and the time left at this pace."""
+    seconds = time.perf_counter() - t0
+    emit({"event": "tool_progress", "step": step, "tool": tool, "done": done, "total": total,
+          "seconds": round(seconds, 3), "eta_s": round(seconds / done * (total - done), 3)})
+
+
 def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
     """Build the execute node bound to a tool registry."""
 
@@ -94,7 +103,8 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
             record: dict[str, Any] = {"tool": tool.name, "artifact": None, "error": None,
                                       "predicted_s": None if predicted is None else round(predicted, 3)}
             try:
-                out = tool(img)
+                with tool_progress.reporting(partial(_tile_event, step, tool.name, t0)):
+                    out = tool(img)
                 if step.startswith("super-resolution") and max(out.shape[:2]) >= COLOR_FIX_MIN_SIDE:
                     out = adain_color_fix(out, img)
                 record["artifact"] = store.put(out)
