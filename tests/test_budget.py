@@ -23,7 +23,8 @@ from fourkagent.tools.base import Tool, ToolRegistry, ToolSpec
 
 
 def _spec(name: str, category: str, per_mp: float | None, scale: int = 1, slow: bool = False) -> ToolSpec:
-    return ToolSpec(name, category, "test expert", scale=scale, slow=slow, seconds_per_mp=per_mp)  # type: ignore[arg-type]
+    return ToolSpec(name, category, "test expert", scale=scale, slow=slow,  # type: ignore[arg-type]
+                    seconds_per_mp=per_mp)
 
 
 def _ident(img: Image) -> Image:
@@ -47,14 +48,15 @@ def test_expert_breaking_the_share_is_dropped_cheapest_kept() -> None:
     assert [t.name for t in sel.tools] == ["mid", "cheap", "unmeasured"]  # registry order kept
     (drop,) = sel.dropped
     assert drop == {"step": "denoising", "tool": "heavy", "rule": "budget", "predicted_s": 100.0, "share_s": 11.0,
-                    "budget_left_s": 11.0}
+                    "share_left_s": 0.0, "budget_left_s": 11.0}  # cheap (1 s) and mid (10 s) took the share
     broke = select(tools, profile, ["denoising"], (1000, 1000), spent=20.0)  # overspent: the cheapest alone
     assert [t.name for t in broke.tools] == ["cheap", "unmeasured"]
     assert sorted(d["tool"] for d in broke.dropped) == ["heavy", "mid"]
 
 
 def test_profile_without_budget_keeps_the_fast4k_rules() -> None:
-    tools = [Tool(_spec("fast", "denoising", None), _ident), Tool(_spec("heavy", "denoising", 100.0, slow=True), _ident)]
+    tools = [Tool(_spec("fast", "denoising", None), _ident),
+             Tool(_spec("heavy", "denoising", 100.0, slow=True), _ident)]
     fast4k = load_profile({"base": "FastGen4K-P", "time_budget_s": None})
     assert fast4k.fast4k and fast4k.time_budget_s is None
     assert [t.name for t in select(tools, fast4k, ["denoising"], (256, 256)).tools] == ["fast", "heavy"]  # 6.6 s
@@ -91,8 +93,8 @@ def _registry(kill: list[bool] | None = None) -> ToolRegistry:
     ])
 
 
-PROFILE: dict[str, Any] = {"name": "budget-test", "user_plan": ["denoising", "super-resolution"], "upscale_to_4k": False,
-                           "face_restore": False, "with_rollback": False, "time_budget_s": 10.0}
+PROFILE: dict[str, Any] = {"name": "budget-test", "user_plan": ["denoising", "super-resolution"],
+                           "upscale_to_4k": False, "face_restore": False, "with_rollback": False, "time_budget_s": 10.0}
 """64² input: step 1's share is 10 × 64²/(64² + 256²) = 0.59 s, both denoisers fit (0.41 s predicted); 9.59 s are
 left for SR, where sr_heavy's 9.83 s breaks them (it would fit the 10 s of a run that forgot step 1)."""
 
@@ -113,7 +115,8 @@ def test_run_drops_the_expert_that_breaks_the_budget_and_reports_it(tmp_path: Pa
     assert ran == [("denoising", "dn_cheap"), ("denoising", "dn_heavy"), ("super-resolution", "sr_cheap")]
     spent = 101.0 * 64 * 64 / 1e6 + 0.01 * 256 * 256 / 1e6
     assert report["timings"]["budget"]["predicted_spent_s"] == pytest.approx(spent, abs=1e-3)
-    assert "dropped at super-resolution: sr_heavy (9.8 s predicted > 9.6 s share of 9.6 s left)" in res["summary"]
+    line = "dropped at super-resolution: sr_heavy (9.8 s predicted > 9.6 s left of the step's 9.6 s share)"
+    assert line in res["summary"]
     assert "time budget: 0.4 of 10 s predicted" in res["summary"]
     page = html_path_for(res["output_path"]).read_text(encoding="utf-8")
     assert "Dropped experts" in page and "<td>sr_heavy</td><td>budget</td>" in page
@@ -125,7 +128,8 @@ def test_resumed_run_makes_the_same_decisions(tmp_path: Path) -> None:
     ref = run(str(src), str(tmp_path / "ref.png"), PROFILE, context=homes[0], registry=_registry())
     kill = [True]
     with pytest.raises(Killed):  # dies in the SR step, after the denoising step's checkpoints
-        run(str(src), str(tmp_path / "victim.png"), PROFILE, run_id="victim", context=homes[1], registry=_registry(kill))
+        run(str(src), str(tmp_path / "victim.png"), PROFILE, run_id="victim", context=homes[1],
+            registry=_registry(kill))
     assert not (tmp_path / "victim.png").exists()
     res = resume("victim", context=homes[1], registry=_registry(kill))
     a, b = (json.loads(Path(r["report_path"]).read_text()) for r in (ref, res))

@@ -45,6 +45,8 @@ class Dropped(TypedDict):
     """Its predicted seconds for this step (None: no measured cost)."""
     share_s: float | None
     """What the step could spend (budget rule) or the step limit (``step`` rule)."""
+    share_left_s: float | None
+    """What was left of the step's share after the cheaper experts kept before it (budget rule only)."""
     budget_left_s: float | None
     """The run's budget left before this step (budget rule only)."""
 
@@ -91,7 +93,8 @@ def _by_budget(tools: list[Tool], step: str, share: float, left: float, size: tu
             total += cost
         else:
             dropped.append(Dropped(step=step, tool=t.name, rule="budget", predicted_s=round(cost, 2),
-                                   share_s=round(share, 2), budget_left_s=round(left, 2)))
+                                   share_s=round(share, 2), share_left_s=round(share - total, 2),
+                                   budget_left_s=round(left, 2)))
     return Selection(sorted(kept, key=tools.index), dropped)
 
 
@@ -105,7 +108,7 @@ def _by_fast4k(tools: list[Tool], step: str, profile: Profile, size: tuple[int, 
             "side" if large else "step" if cost is not None and cost > limit else None) if t.spec.slow else None
         if rule is not None:
             dropped.append(Dropped(step=step, tool=t.name, rule=rule, predicted_s=None if cost is None else round(
-                cost, 2), share_s=limit if rule == "step" else None, budget_left_s=None))
+                cost, 2), share_s=limit if rule == "step" else None, share_left_s=None, budget_left_s=None))
     if len(dropped) == len(tools):  # at least one tool per step
         dropped = dropped[1:]
     names = {d["tool"] for d in dropped}
@@ -125,10 +128,10 @@ def select(tools: list[Tool], profile: Profile, agenda: list[str], size: tuple[i
 
 
 def dropped_line(d: Dropped) -> str:
-    """``sr_realesrgan_x4 (268 s predicted > 35.1 s share of 58.2 s left)`` and the like."""
+    """``sr_realesrgan_x4 (268.4 s predicted > 27.8 s left of the step's 51.8 s share)`` and the like."""
     pred = "cost unknown" if d["predicted_s"] is None else f"{d['predicted_s']:.1f} s predicted"
     if d["rule"] == "budget":
-        return f"{d['tool']} ({pred} > {d['share_s']:.1f} s share of {d['budget_left_s']:.1f} s left)"
+        return f"{d['tool']} ({pred} > {d['share_left_s']:.1f} s left of the step's {d['share_s']:.1f} s share)"
     if d["rule"] == "step":
         return f"{d['tool']} ({pred} > {d['share_s']:.0f} s Fast4K step limit)"
     return f"{d['tool']} (Fast4K: slow tool, long side ≥ threshold)"

@@ -193,8 +193,9 @@ def _dropped(timings: dict[str, Any]) -> str:
             f"for the experts (costs measured on {escape(str(b.get('costs_measured_on') or 'an unnamed machine'))})."
             "</p>" if b.get("time_budget_s") is not None else "")
     rows = [[escape(d["step"]), escape(d["tool"]), escape(d["rule"]), fmt(d.get("predicted_s"), 1),
-             fmt(d.get("share_s"), 1), fmt(d.get("budget_left_s"), 1)] for d in timings.get("dropped") or []]
-    body = table(["step", "tool", "rule", "predicted s", "step share / limit s", "budget left s"], rows,
+             fmt(d.get("share_s"), 1), fmt(d.get("share_left_s"), 1), fmt(d.get("budget_left_s"), 1)]
+            for d in timings.get("dropped") or []]
+    body = table(["step", "tool", "rule", "predicted s", "step share / limit s", "share left s", "budget left s"], rows,
                  "dropped") if rows else "<p>No expert was dropped.</p>"
     return "<h3>Dropped experts</h3>" + head + body
 
@@ -245,7 +246,8 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
     images.prepare_thumbs(tree, order)
     crops = Crops(images, region, (work[0], work[1]))
     crops.prepare(tree, order)
-    legend = legend_html(["Q", *_score_keys(tree), "seconds", "predicted s"], STEP_COLUMNS, "What the score columns mean")
+    legend = legend_html(["Q", *_score_keys(tree), "seconds", "predicted s"], STEP_COLUMNS,
+                         "What the score columns mean")
     parts = [
         f"<h1>fourkagent run report</h1><p class=\"sub\">{escape(Path(str(inp.get('path'))).name)} "
         f"{inp['width']}×{inp['height']} → {escape(Path(str(out['path'])).name)} {out['size'][0]}×{out['size'][1]} · "
@@ -272,8 +274,8 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
         "<h2>Faces</h2>", _faces(faces, output, face_scale),
         "<h2>Timings</h2>",
         f"<p>Time in nodes: {fmt(report['timings'].get('total_nodes'), 2)} s</p><h3>Per node</h3>"
-        + _bars(report["timings"].get("per_node", {})) + "<h3>Per tool</h3>" + _bars(report["timings"].get("per_tool", {}))
-        + _dropped(report["timings"]),
+        + _bars(report["timings"].get("per_node", {}))
+        + "<h3>Per tool</h3>" + _bars(report["timings"].get("per_tool", {})) + _dropped(report["timings"]),
         "<h2>Profile</h2>",
         table(["key", "value"], [[escape(k), plain(v)] for k, v in report["profile"].items()], "profile"),
     ]
