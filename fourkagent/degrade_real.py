@@ -158,3 +158,29 @@ def small_degraded(hr: Image, family: str, scale: int, rng: np.random.Generator,
         p["jpeg_quality"] = int(rng.integers(lo, hi + 1))
         img = jpeg(img, int(p["jpeg_quality"]))
     return as_image(to_uint8(img)), p
+
+
+RESTORATION_KINDS: tuple[str, ...] = ("shake", "haze", "rain", "dark", "mild")
+"""Full-size degradations of :func:`real_degraded` beside :data:`LR_FAMILIES` (``mild``: a good camera's
+file — faint sensor noise and high-quality JPEG — the "clean" input of a false alarm)."""
+
+
+def real_degraded(img: Image, kind: str, rng: np.random.Generator, seed: int = 0) -> Image:
+    """``img`` degraded at its own size by ``kind`` (one of :data:`LR_FAMILIES` or :data:`RESTORATION_KINDS`),
+    strengths drawn from ``rng`` over the ``training`` ranges (camera shake 5–17 px, depth haze β 0.6–2.2,
+    streak rain 0.2–0.7 %, low light ×0.04–0.3), quantised to 8 bits like a file."""
+    if kind in LR_FAMILIES:
+        return small_degraded(img, kind, 1, rng, seed, ranges="training")[0]
+    if kind == "shake":
+        out = camera_shake(img, float(rng.uniform(5, 17)), float(rng.uniform(0.5, 3)), seed=seed)
+    elif kind == "haze":
+        out = depth_haze(img, float(rng.uniform(0.6, 2.2)), float(rng.uniform(0.75, 0.95)), seed=seed)
+    elif kind == "rain":
+        out = streak_rain(img, float(rng.uniform(0.002, 0.007)), seed=seed)
+    elif kind == "dark":
+        out = low_light(img, float(rng.uniform(0.04, 0.3)), seed=seed)
+    elif kind == "mild":
+        out = sensor_noise(img, photons=float(rng.uniform(400, 1500)), quality=int(rng.integers(85, 96)), seed=seed)
+    else:
+        raise ValueError(f"unknown degradation {kind!r}")
+    return as_image(to_uint8(out))

@@ -79,3 +79,53 @@ def test_merge_tool_rows_matches_cases_by_photo_step_and_order() -> None:
     assert len(merged["tool"]) == len(base["tool"]) + 4
     with pytest.raises(ValueError):
         merge_tool_rows(base, data(["sr_new_x4"], 100, shift=1.0), "sr_new_x4")
+
+
+def test_real_cases_hold_every_restoration_step_with_degradations_and_false_alarms() -> None:
+    """Each restoration step gets its realistic degradations (measurably worse than the photo) and false
+    alarms; the cases are the same on every call (fixed seeds) and differ between photos."""
+    from conftest import photo
+
+    from fourkagent.imaging import psnr
+    from fourkagent.scoring.dataset import REAL_CASES, real_cases
+
+    clean = np.ascontiguousarray(photo("astronaut")[100:164, 180:244])
+    got = real_cases(clean, 3)
+    assert {c[0] for c in got} == set(REAL_CASES)
+    for step, (present, alarms) in REAL_CASES.items():
+        mine = [c for c in got if c[0] == step]
+        assert [c[4] for c in mine] == [True] * len(present) + [False] * len(alarms)
+        assert all(c[1] == 1 and c[2].shape == clean.shape and c[3] is clean for c in mine)
+        assert all(psnr(c[2], clean) < 40 for c in mine if c[4])  # really degraded
+    again, other = real_cases(clean, 3), real_cases(clean, 4)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(got, again))
+    assert not all(np.array_equal(a[2], b[2]) for a, b in zip(got, other))
+
+
+def test_restoration_data_are_made_in_shards_resumed_and_merged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two shards make disjoint photos; a photo already made is not made again; the merged data have one case id
+    per case across photos and each photo's index."""
+    import fit_qmoe_pool
+
+    views = {n: np.full((8, 8, 3), v, np.float32) for n, v in (("a", 0.2), ("b", 0.5), ("c", 0.8))}
+    made: list[str] = []
+
+    def fake_generate(photos, registry, log=None, make_cases=None):  # two cases of two rows per photo
+        (name,) = photos
+        made.append(name)
+        return {"photo": np.zeros(4, int), "step": np.array(["denoising"] * 4), "case": np.array([0, 0, 1, 1]),
+                "present": np.ones(4, bool), "tool": np.array(["(none)", "t", "(none)", "t"]),
+                "x": np.zeros((4, 2)), "gain": np.array([0.0, 1.0, 0.0, 2.0]), "s": np.zeros((4, 2)),
+                "sure": np.full(4, np.nan), "lpips": np.full(4, np.nan)}
+
+    monkeypatch.setattr(fit_qmoe_pool, "pool_views", lambda split, side: views)
+    monkeypatch.setattr(fit_qmoe_pool, "generate", fake_generate)
+    cache = str(tmp_path / "rr.npz")
+    assert fit_qmoe_pool.restoration_dataset("fit", 8, cache, print, (0, 2)) is None  # photos a, c
+    assert made == ["a", "c"]
+    data = fit_qmoe_pool.restoration_dataset("fit", 8, cache, print, (1, 2))  # b, then all are there
+    assert made == ["a", "c", "b"] and data is not None
+    assert data["case"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert data["photo"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    again = fit_qmoe_pool.restoration_dataset("fit", 8, cache, print, (0, 1))  # from the merged cache
+    assert made == ["a", "c", "b"] and np.array_equal(again["case"], data["case"])

@@ -15,6 +15,11 @@ centre views only). Deterministic (fixed seeds).
 source packages the fit never saw), chooses there each SR step's do-no-harm margin (the head start of the
 safe candidate, Lanczos: the smallest margin with which the pick is at least Lanczos in ≥ ``--safe-share`` of
 validation cases), and replaces those steps in ``--out``, keeping the others.
+``--pool-restoration`` refits the restoration steps on the photo pool: realistic cases at the photo's size
+(``scoring/dataset.real_cases``: sensor and Gaussian noise, JPEG, blur, camera shake, depth haze, streak rain,
+low light, and false alarms — a good camera's file or another degradation) of one ``--side`` crop (128) of
+every photo, every expert of the step (MAXIM's among them); fitted on the fit split, measured on validation,
+where each step's do-no-harm margin is chosen as below. ``--shard k/n`` lets n processes make the data.
 ``--restoration-margins`` chooses the restoration steps' do-no-harm margins for fidelity profiles on the
 validation split's synthetic cases (every degradation at five levels, plus false alarms; ``--side`` crops),
 for the models in ``--out``: the smallest margin with which the decision loses nothing against doing nothing
@@ -22,6 +27,7 @@ in ≥ ``--safe-share`` of cases.
 
 Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
        python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz] [--add-tool NAME]
+       python training/fit_qmoe.py --pool-restoration --data FIT.npz --val-data VAL.npz [--side 128] [--shard k/n]
        python training/fit_qmoe.py --restoration-margins [--side 192] [--val-data VAL.npz]
 """
 
@@ -50,7 +56,21 @@ def main() -> None:
     ap.add_argument("--add-tool", default="", help="--pool: first add this x4 expert's rows to both splits' data")
     ap.add_argument("--restoration-margins", action="store_true",
                     help="choose the restoration steps' do-no-harm margins on the validation split (see above)")
+    ap.add_argument("--pool-restoration", action="store_true",
+                    help="refit the restoration steps on the photo pool's realistic cases (see above)")
+    ap.add_argument("--shard", default="0/1", help="--pool-restoration: make photos k, k+n, … of each split (k/n)")
     args = ap.parse_args()
+    if args.pool_restoration:
+        from fit_qmoe_pool import refit_restoration, restoration_dataset
+
+        side = args.side if args.side != 192 else 128
+        k, n = (int(v) for v in args.shard.split("/"))
+        log = lambda s: print(s, flush=True)  # noqa: E731
+        made = [restoration_dataset(split, side, cache, log, (k, n))
+                for split, cache in (("fit", args.data), ("validation", args.val_data))]
+        if all(d is not None for d in made):
+            refit_restoration(Path(args.out), *made, args.safe_share)
+        return
     if args.restoration_margins:
         from fit_qmoe_pool import restoration_margins
 
