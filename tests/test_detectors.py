@@ -12,13 +12,13 @@ from fourkagent import degrade
 from fourkagent.imaging import as_image, resize
 from fourkagent.perception import measures as M
 from fourkagent.perception.detectors import (
-    KINDS,
     SEVERITIES,
     Detection,
     detect,
     detect_all,
     estimate_noise_sigma,
 )
+from fourkagent.vocabulary import KINDS
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -11,10 +11,10 @@ from conftest import write
 
 from fourkagent import degrade
 from fourkagent.context import Context
-from fourkagent.planning.agenda import SR4
 from fourkagent.planning.order import order_steps
 from fourkagent.runner import run
 from fourkagent.store.experience import ExperienceStore, jaccard
+from fourkagent.vocabulary import SR4
 
 
 def _fail_denoise_first(store: ExperienceStore, times: int) -> None:

@@ -20,7 +20,7 @@ from fourkagent.errors import FourKError, WeightsError  # noqa: E402
 from fourkagent.models import catalogue, store  # noqa: E402
 from fourkagent.models.catalogue import MODELS, ModelEntry  # noqa: E402
 from fourkagent.models.external import external_tools  # noqa: E402
-from fourkagent.tools.base import CATEGORIES  # noqa: E402
+from fourkagent.vocabulary import CATEGORIES  # noqa: E402
 from fourkagent.weights import sha256_file  # noqa: E402
 from tests.conftest import photo  # noqa: E402
 

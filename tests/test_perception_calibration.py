@@ -13,7 +13,8 @@ import pytest
 from fourkagent import degrade
 from fourkagent.imaging import as_image, resize
 from fourkagent.perception import calibration as C
-from fourkagent.perception.detectors import KINDS, PRESENT_FROM, SEVERITIES, detect, detect_all
+from fourkagent.perception.detectors import PRESENT_FROM, SEVERITIES, detect, detect_all
+from fourkagent.vocabulary import KINDS
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -6,10 +6,11 @@ import itertools
 
 import pytest
 
-from fourkagent.planning.agenda import SR2, SR4, build_steps, upscale_factor
+from fourkagent.planning.agenda import build_steps, upscale_factor
 from fourkagent.planning.order import order_steps
 from fourkagent.planning.search import ROOT, new_node, path_steps, rollback
 from fourkagent.profiles import load_profile
+from fourkagent.vocabulary import SR2, SR4
 
 
 @pytest.mark.parametrize(
@@ -120,3 +121,14 @@ def test_explicit_scale_output_is_exactly_factor_times() -> None:
     from fourkagent.planning.agenda import output_size
 
     assert output_size(491, 300, 4, load_profile("ExpSR-s4-F")) == ((1964, 1200), "")
+
+
+def test_vocabulary_is_consistent() -> None:
+    from fourkagent import vocabulary as V
+
+    assert V.RESTORABLE_KINDS == tuple(k for k in V.KINDS if k != "low resolution")
+    assert set(V.DEGRADATION_TO_STEP.values()) <= set(V.CATEGORIES) and set(V.RESTORE_TASKS) <= {*V.CATEGORIES, V.SR2}
+    assert {V.STEP_TO_DEGRADATION[s]: s for s in V.STEP_TO_DEGRADATION} == V.DEGRADATION_TO_STEP
+    assert [V.step_scale(s) for s in ("denoising", V.SR2, V.SR4)] == [1, 2, 4]
+    assert [V.step_category(s) for s in ("dehazing", V.SR2, V.SR4)] == ["dehazing", V.SR4, V.SR4]
+    assert V.is_sr_step(V.SR2) and V.is_sr_step(V.SR4) and not V.is_sr_step("brightening")

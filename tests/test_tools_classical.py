@@ -8,9 +8,10 @@ import pytest
 
 from fourkagent import degrade
 from fourkagent.imaging import as_image, psnr
-from fourkagent.tools.base import CATEGORIES, Tool, ToolRegistry
+from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.classical import _filters as F
 from fourkagent.tools.classical import deblur, dehaze, derain, jpeg, oldphoto
+from fourkagent.vocabulary import CATEGORIES
 
 skimage_data = pytest.importorskip("skimage.data")
 

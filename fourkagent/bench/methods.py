@@ -24,11 +24,11 @@ from typing import Any
 from fourkagent.bench import BenchError
 from fourkagent.bench.dataset import Case
 from fourkagent.imaging import Image, resize
-from fourkagent.nodes.execute import step_category
-from fourkagent.planning.agenda import DEGRADATION_TO_STEP, SR_STEPS, step_scale, upscale_factor
+from fourkagent.planning.agenda import SR_STEPS, upscale_factor
 from fourkagent.planning.order import order_steps
 from fourkagent.profiles import load_profile
 from fourkagent.tools.base import Tool, ToolRegistry
+from fourkagent.vocabulary import DEGRADATION_TO_STEP, step_category, step_scale
 
 MULTI_X1: dict[str, Any] = {"base": "GenMIR-P", "name": "GenMIR-P-x1", "scale_factor": None, "require_sr_size": 1}
 """GenMIR-P at the input size, as the paper evaluates MiO100 (its reference YAML has ``ScaleFactor: null``)."""

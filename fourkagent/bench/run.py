@@ -22,9 +22,9 @@ from fourkagent.bench.tables import machine, markdown, write_results
 from fourkagent.errors import FourKError
 from fourkagent.imageio import load_image, save_image
 from fourkagent.imaging import Image
-from fourkagent.planning.agenda import DEGRADATION_TO_STEP
 from fourkagent.tools.base import ToolRegistry
 from fourkagent.tools.registry import MAIN_REGISTRY
+from fourkagent.vocabulary import STEP_TO_DEGRADATION
 
 Log = Callable[[str], None]
 
@@ -43,14 +43,14 @@ def best_tools(rows: list[dict[str, Any]], cases: dict[str, Case], registry: Too
     A restoration tool counts on cases whose known degradations include its target; an SR tool on
     cases of its own scale. Ties go to the earlier tool in the registry.
     """
-    target = {step: d for d, step in DEGRADATION_TO_STEP.items()}
     scores: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r["kind"] != "tools" or r.get("error") or r.get("psnr_y") is None or len(r["tools"]) != 1:
             continue
         t = registry.get(r["tools"][0])
         case = cases[r["case"]]
-        meant = case.scale == t.spec.scale if t.spec.scale > 1 else target.get(t.spec.category) in case.degradations
+        target = STEP_TO_DEGRADATION.get(t.spec.category)
+        meant = case.scale == t.spec.scale if t.spec.scale > 1 else target in case.degradations
         if meant and math.isfinite(r["psnr_y"]):
             scores[t.name].append(r["psnr_y"])
     best: dict[tuple[str, int], tuple[float, str]] = {}

@@ -29,7 +29,8 @@ import numpy as np
 from fourkagent.faces.identity import angle_deg, embed_aligned, embedder_unavailable
 from fourkagent.imaging import Image, resize
 from fourkagent.scoring.niqe import niqe
-from fourkagent.scoring.heuristic import STEP_TARGET, WEIGHTS, fidelity, naturalness, residual, target_score
+from fourkagent.scoring.heuristic import WEIGHTS, fidelity, naturalness, residual, target_score
+from fourkagent.vocabulary import STEP_TO_DEGRADATION
 
 MAX_DRIFT_DEG = 20.0
 """Identity drift above this is an identity change. dlib descriptor angles measured here: a face vs its
@@ -66,7 +67,7 @@ class FaceScorer:
         self.unrestored = unrestored
         self.native_side = native_side or unrestored.shape[0]
         self.priority = priority if priority in WEIGHTS else "perception"
-        targets = sorted({STEP_TARGET[c] for c in categories if c in STEP_TARGET})
+        targets = sorted({STEP_TO_DEGRADATION[c] for c in categories if c in STEP_TO_DEGRADATION})
         self.before = {k: target_score(self._native(unrestored), k) for k in targets}
         self.base_niqe = niqe(unrestored)
         self.identity_note = embedder_unavailable()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fourkagent.tools.base import Category, Preference
+from fourkagent.tools.base import Preference
+from fourkagent.vocabulary import Category
 
 Loader = Literal["spandrel", "spandrel-extra", "diffusers"]
 """How the weights run: spandrel 0.4.2 core, the separate ``spandrel-extra-arches`` package, or diffusers."""

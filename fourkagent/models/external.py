@@ -18,7 +18,8 @@ from fourkagent.devices import ModelCache
 from fourkagent.errors import FourKError, ToolError
 from fourkagent.imaging import Image
 from fourkagent.models.store import Installed, describe_weights, installed
-from fourkagent.tools.base import CATEGORIES, Tool, ToolSpec
+from fourkagent.tools.base import Tool, ToolSpec
+from fourkagent.vocabulary import CATEGORIES
 
 SLOW_ARCHS = frozenset({"SwinIR", "HAT", "DAT", "DRCT", "ATD", "GRL", "RGT", "IPT", "Swin2SR", "SCUNet", "NAFNet",
                         "FBCNN", "Restormer", "MPRNet", "Uformer", "KBNet", "FFTformer", "RetinexFormer"})

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from fourkagent.context import default_cache_dir
 from fourkagent.errors import FourKError, WeightsError
-from fourkagent.tools.base import Category
+from fourkagent.vocabulary import Category
 from fourkagent.weights import file_digest
 
 if TYPE_CHECKING:

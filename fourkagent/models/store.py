@@ -26,7 +26,7 @@ from typing import Any
 from fourkagent.context import default_home
 from fourkagent.errors import FourKError
 from fourkagent.models.catalogue import METRICS, MODELS, MetricFile, ModelEntry, find_model, metric_files
-from fourkagent.tools.base import CATEGORIES
+from fourkagent.vocabulary import CATEGORIES
 from fourkagent.weights import SAFETENSORS_SUFFIXES, TORCH_SUFFIXES, load_state_dict, sha256_file
 
 Progress = Callable[[str, int, int | None], None]

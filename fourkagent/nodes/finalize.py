@@ -12,10 +12,10 @@ from langgraph.runtime import Runtime
 from fourkagent.context import Context
 from fourkagent.imageio import atomic_write, write_output
 from fourkagent.nodes._common import store_of, timed
-from fourkagent.planning.agenda import step_scale
 from fourkagent.report.html import html_path_for, write_html_report
 from fourkagent.report.json_report import build_report, summary
 from fourkagent.state.schema import State
+from fourkagent.vocabulary import step_scale
 
 
 def report_path_for(output_path: str | Path) -> Path:

@@ -12,12 +12,12 @@ from pydantic import AfterValidator, WithJsonSchema
 from fourkagent.context import Context
 from fourkagent.errors import RunError
 from fourkagent.nodes._common import emit, profile_of, timed
-from fourkagent.planning.agenda import SR4, build_steps
+from fourkagent.planning.agenda import build_steps
 from fourkagent.perception.vlm import plan_with_vlm
 from fourkagent.planning.order import PAIRWISE_EXPERIENCE, order_steps
-from fourkagent.profiles.model import RESTORE_TASKS
 from fourkagent.state.schema import State
 from fourkagent.store.experience import ExperienceStore, dumps_table, loads_table
+from fourkagent.vocabulary import RESTORE_TASKS, is_sr_step
 
 
 def experience_table(signature: list[str], ctx: Context, steps: list[str] | None = None) -> dict[str, Any]:
@@ -64,12 +64,12 @@ def check_plan(steps: Any, planned: list[str]) -> list[str]:
     unknown = [s for s in steps if s not in RESTORE_TASKS]
     if unknown:
         raise RunError(f"unknown step(s) {unknown} in the plan; valid steps: {', '.join(RESTORE_TASKS)}")
-    restore = [s for s in steps if not s.startswith(SR4)]
+    restore = [s for s in steps if not is_sr_step(s)]
     repeated = sorted({s for s in restore if restore.count(s) > 1})
     if repeated:
         raise RunError(f"step(s) {repeated} appear more than once in the plan")
-    sr_planned = sorted(s for s in planned if s.startswith(SR4))
-    if sorted(s for s in steps if s.startswith(SR4)) != sr_planned:
+    sr_planned = sorted(s for s in planned if is_sr_step(s))
+    if sorted(s for s in steps if is_sr_step(s)) != sr_planned:
         raise RunError(f"the plan must keep the super-resolution steps {sr_planned} (the profile fixes the factor)")
     return list(steps)
 

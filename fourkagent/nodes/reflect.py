@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
-from fourkagent.planning.agenda import step_scale
 from fourkagent.planning.search import new_node
 from fourkagent.scoring.paper import SCORERS, default_threshold, step_scorer
 from fourkagent.scoring.qmoe import gain_to_q
 from fourkagent.state.schema import State
+from fourkagent.vocabulary import step_scale
 
 
 def threshold_of(state: State) -> float:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fourkagent.perception.detectors import KINDS, PRESENT_FROM, SEVERITIES, Detection
+from fourkagent.perception.detectors import PRESENT_FROM, SEVERITIES, Detection
+from fourkagent.vocabulary import KINDS
 
 log = logging.getLogger(__name__)
 

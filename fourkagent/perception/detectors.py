@@ -38,18 +38,9 @@ import numpy as np
 from fourkagent.imaging import Image, as_image, luma
 from fourkagent.perception import measures as M
 from fourkagent.perception import spectral as S
+from fourkagent.vocabulary import KINDS
 
 SEVERITIES: tuple[str, ...] = ("very low", "low", "medium", "high", "very high")
-KINDS: tuple[str, ...] = (
-    "noise",
-    "motion blur",
-    "defocus blur",
-    "haze",
-    "rain",
-    "dark",
-    "jpeg compression artifact",
-    "low resolution",
-)
 PRESENT_FROM = 2  # index of "medium"
 _RAIN_EDGES = (25.0, 37.0, 48.0, 58.0)
 _JPEG_NOISE_FROM = 30.0  # JPEG quality from which noise and blur still show through the quantisation

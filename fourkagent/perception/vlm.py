@@ -25,8 +25,9 @@ from fourkagent.errors import FourKError
 from fourkagent.imageio import encode_image
 from fourkagent.imaging import Image, scale_by
 from fourkagent.perception import prompts
-from fourkagent.perception.detectors import KINDS, PRESENT_FROM, SEVERITIES
+from fourkagent.perception.detectors import PRESENT_FROM, SEVERITIES
 from fourkagent.perception.iqa import iqa_text
+from fourkagent.vocabulary import KINDS
 
 MAX_SIDE = 512
 """Long side of the image sent to the VLM."""

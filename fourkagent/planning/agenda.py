@@ -5,23 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fourkagent.profiles.model import Profile
+from fourkagent.vocabulary import DEGRADATION_TO_STEP, SR2, SR4, is_sr_step, step_scale  # noqa: F401 (step_scale: old home)
 
 TARGET_LONG_SIDE = 4000
 """The paper's 4K criterion: the output's long side reaches at least 4000 px."""
-
-SR4 = "super-resolution"
-SR2 = "super-resolution_2x"
-
-DEGRADATION_TO_STEP: dict[str, str] = {
-    "noise": "denoising",
-    "motion blur": "motion deblurring",
-    "defocus blur": "defocus deblurring",
-    "haze": "dehazing",
-    "rain": "deraining",
-    "dark": "brightening",
-    "jpeg compression artifact": "jpeg compression artifact removal",
-}
-"""The paper's degradation vocabulary mapped to restoration subtasks (low resolution → SR by factor)."""
 
 SR_STEPS: dict[int, list[str]] = {1: [], 2: [SR2], 4: [SR4], 8: [SR2, SR4], 16: [SR4, SR4]}
 """How a factor decomposes into SR steps (8 = ×2 then ×4, 16 = ×4 then ×4)."""
@@ -48,7 +35,7 @@ def upscale_factor(width: int, height: int, profile: Profile) -> int:
         return half if half >= 2 and long_side * half * FINAL_RESIZE_MAX >= TARGET_LONG_SIDE else full
     if profile.scale_factor is not None:
         return profile.scale_factor
-    has_sr = any(t.startswith(SR4) for t in (profile.restore_option or []))
+    has_sr = any(is_sr_step(t) for t in (profile.restore_option or []))
     return 4 if has_sr or long_side < profile.require_sr_size else 1
 
 
@@ -68,17 +55,12 @@ def output_size(width: int, height: int, factor: int, profile: Profile) -> tuple
     return (w, h), f"x{factor}, the largest factor, gives {w}x{h}: short of {TARGET_LONG_SIDE} px"
 
 
-def step_scale(step: str) -> int:
-    """Scale of one agenda step (1 for restoration)."""
-    return {SR4: 4, SR2: 2}.get(step, 1)
-
-
 def build_steps(degradations: Iterable[str], factor: int, profile: Profile) -> list[str]:
     """The multiset of steps for a run: restoration steps (profile list or detected) then SR steps."""
     if profile.user_plan is not None:
         return list(profile.user_plan)
     if profile.restore_option is not None:
-        restore = [t for t in profile.restore_option if not t.startswith(SR4)]
+        restore = [t for t in profile.restore_option if not is_sr_step(t)]
     else:
         restore = [DEGRADATION_TO_STEP[d] for d in degradations if d in DEGRADATION_TO_STEP]
     if not profile.brightening:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Sequence
 
-from fourkagent.planning.agenda import SR2, SR4
+from fourkagent.vocabulary import SR2, SR4, is_sr_step, step_scale
 
 PAIRWISE_EXPERIENCE: dict[tuple[str, str], tuple[float, float]] = {
     ("deraining", SR4): (0.14, 0.32),
@@ -56,8 +56,8 @@ def order_cost(order: Sequence[str], experience: dict[tuple[str, str], tuple[flo
     every restoration step after SR, in proportion to the pixels SR added before it."""
     pixels, late = 1, 0.0
     for step in order:
-        if step in (SR2, SR4):
-            pixels *= 4 if step == SR2 else 16
+        if is_sr_step(step):
+            pixels *= step_scale(step) ** 2
         else:
             late += (pixels - 1) / 15
     return sum(pair_cost(a, b, experience) for a, b in itertools.combinations(order, 2) if a != b) + \
@@ -91,5 +91,5 @@ def order_steps(
 
 
 def _sr_in_order(order: Sequence[str]) -> bool:
-    sr = [s for s in order if s in (SR2, SR4)]
+    sr = [s for s in order if is_sr_step(s)]
     return sr == sorted(sr, key=_rank)

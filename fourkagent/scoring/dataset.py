@@ -16,15 +16,23 @@ from fourkagent import degrade
 from fourkagent.degrade_real import LR_FAMILIES, real_degraded, small_degraded
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image, psnr
-from fourkagent.planning.agenda import DEGRADATION_TO_STEP
 from fourkagent.scoring.features import NAMES, STATE, features, reference, state, sure_feature, sure_gain_db
-from fourkagent.scoring.heuristic import STEP_TARGET
 from fourkagent.scoring.learned import decide, fit_step, predict
 from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD, GAIN_SCALE_DB
 from fourkagent.scoring.sure import SURE_STEPS, probe_sigma, sure_ratio
 from fourkagent.tools.base import ToolRegistry
+from fourkagent.vocabulary import (
+    DEGRADATION_TO_STEP,
+    RESTORABLE_KINDS,
+    SR2,
+    SR4,
+    STEP_TO_DEGRADATION,
+    is_sr_step,
+    step_category,
+)
 
-KINDS = ["noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact"]
+KINDS = RESTORABLE_KINDS
+"""The kinds with a restoration step, degraded by :func:`cases` (the name ``benchmarks/qmoe.py`` imports)."""
 TIE_DB = 0.05
 """A pick within this many dB of the best candidate counts as agreeing with the oracle."""
 TIE_LPIPS = 0.005
@@ -53,8 +61,8 @@ def cases(clean: Image, levels: tuple[int, ...] = (1, 2, 3, 4, 5)) -> list[tuple
         out.append((DEGRADATION_TO_STEP[k], 1, degrade.apply(clean, other, FALSE_ALARM_LEVEL, seed=7), clean, False))
     for k in range(3):
         view = np.ascontiguousarray(np.rot90(clean, k))
-        out.append(("super-resolution", 4, degrade.downscale(view, 4), view, True))
-        out.append(("super-resolution_2x", 2, degrade.downscale(view, 2), view, True))
+        out.append((SR4, 4, degrade.downscale(view, 4), view, True))
+        out.append((SR2, 2, degrade.downscale(view, 2), view, True))
     return out
 
 
@@ -74,7 +82,7 @@ def sr_cases(clean: Image, seed: int = 0) -> list[tuple[str, int, Image, Image, 
             s = 1000 * seed + 10 * scale + i
             lr, _ = small_degraded(clean, fam, scale, np.random.default_rng(s), s, ranges="training")
             h, w = lr.shape[:2]
-            out.append(("super-resolution" if scale == 4 else "super-resolution_2x", scale, lr,
+            out.append((SR4 if scale == 4 else SR2, scale, lr,
                         clean[: h * scale, : w * scale], True))
     return out
 
@@ -136,8 +144,7 @@ def generate(photos: dict[str, Image], registry: ToolRegistry, log: Callable[[st
     for pi, (name, clean) in enumerate(photos.items()):
         t0 = time.perf_counter()
         for step, scale, inp, truth, present in make_cases(clean, pi):
-            cat = "super-resolution" if step.startswith("super-resolution") else step
-            tools = registry.for_step(cat, scale, preference if scale > 1 else None)
+            tools = registry.for_step(step_category(step), scale, preference if scale > 1 else None)
             if len(tools) < 2:
                 continue
             ref = reference(inp, step)
@@ -214,11 +221,11 @@ def state_columns(step: str) -> list[int] | None:
     """The input measurements a step's slopes may depend on (``features.STATE``): for a restoration step the
     score of the degradation it targets (how strongly it is present) and the input's median luma; for SR
     :data:`SR_STATE` (its data have degraded small inputs, :func:`sr_cases`)."""
-    if step.startswith("super-resolution"):
+    if is_sr_step(step):
         return [STATE.index(n) for n in SR_STATE]
-    if step not in STEP_TARGET:
+    if step not in STEP_TO_DEGRADATION:
         return None
-    return [STATE.index("in_" + STEP_TARGET[step].replace(" ", "_")), STATE.index("in_median_luma")]
+    return [STATE.index("in_" + STEP_TO_DEGRADATION[step].replace(" ", "_")), STATE.index("in_median_luma")]
 
 
 def _state(data: dict[str, np.ndarray], m: np.ndarray) -> tuple[np.ndarray | None, list[int] | None]:

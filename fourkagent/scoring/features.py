@@ -21,13 +21,10 @@ import cv2
 import numpy as np
 
 from fourkagent.imaging import Image, luma, psnr
-from fourkagent.planning.agenda import step_scale
 from fourkagent.scoring.niqe import niqe
 from fourkagent.scoring.sure import ratio_to_db
+from fourkagent.vocabulary import KINDS, step_scale
 
-KINDS: tuple[str, ...] = (
-    "noise", "motion blur", "defocus blur", "haze", "rain", "dark", "jpeg compression artifact", "low resolution",
-)
 SCALES: dict[str, float] = {
     "noise": 15.5, "motion blur": 11.5, "defocus blur": 3.6, "haze": 0.47, "rain": 37.0, "dark": 0.62,
     "jpeg compression artifact": 68.0, "low resolution": 2.9,

@@ -9,19 +9,8 @@ import cv2
 import numpy as np
 
 from fourkagent.imaging import Image, luma, psnr
-from fourkagent.planning.agenda import step_scale
 from fourkagent.scoring.niqe import niqe
-
-STEP_TARGET: dict[str, str] = {
-    "denoising": "noise",
-    "motion deblurring": "motion blur",
-    "defocus deblurring": "defocus blur",
-    "dehazing": "haze",
-    "deraining": "rain",
-    "brightening": "dark",
-    "jpeg compression artifact removal": "jpeg compression artifact",
-}
-"""The degradation each restoration step is meant to remove."""
+from fourkagent.vocabulary import step_scale
 
 WEIGHTS: dict[str, dict[str, float]] = {
     "perception": {"naturalness": 0.45, "residual": 0.35, "fidelity": 0.20},
