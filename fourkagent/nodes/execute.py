@@ -12,7 +12,6 @@ from fourkagent.errors import FourKError
 from fourkagent.imaging import Image
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning import budget
-from fourkagent.planning.agenda import step_scale
 from fourkagent.planning.budget import Selection
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
@@ -20,14 +19,10 @@ from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
 from fourkagent.state.schema import State
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
+from fourkagent.vocabulary import step_category, step_scale
 
 COLOR_FIX_MIN_SIDE = 1024
 """SR outputs whose long side reaches this get the reference's AdaIN colour fix."""
-
-
-def step_category(step: str) -> str:
-    """Registry category of an agenda step (both SR scales map to super-resolution)."""
-    return "super-resolution" if step.startswith("super-resolution") else step
 
 
 def select_tools(registry: ToolRegistry, profile: Profile, agenda: list[str], size: tuple[int, int],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fourkagent.profiles.model import Profile
-from fourkagent.vocabulary import DEGRADATION_TO_STEP, SR2, SR4, is_sr_step, step_scale  # noqa: F401 (step_scale: old home)
+from fourkagent.vocabulary import DEGRADATION_TO_STEP, SR2, SR4, is_sr_step
 
 TARGET_LONG_SIDE = 4000
 """The paper's 4K criterion: the output's long side reaches at least 4000 px."""

@@ -28,9 +28,9 @@ from typing import Literal
 
 from typing_extensions import TypedDict
 
-from fourkagent.planning.agenda import step_scale
 from fourkagent.profiles import Profile
 from fourkagent.tools.base import Tool
+from fourkagent.vocabulary import step_scale
 
 
 class Dropped(TypedDict):

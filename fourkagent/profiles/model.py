@@ -6,14 +6,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from fourkagent.tools.base import CATEGORIES
-
-RESTORE_TASKS: tuple[str, ...] = (
-    *(c for c in CATEGORIES if c not in ("face restoration", "old photo restoration")),
-    "super-resolution_2x",
-)
-"""Agenda steps a profile may name (the paper's subtasks; SR ×2 is its own step; faces and old photos are
-profile switches, not agenda steps)."""
+from fourkagent.vocabulary import RESTORE_TASKS
 
 _PERCEIVERS = {"offline": "offline", "vlm": "vlm", "llama_vision": "vlm", "depictqa": "vlm", "gpt4v": "vlm", "vlmagent": "vlm"}
 _SCORERS = {"offline": "offline", "paper": "paper", "hpsv2+metric": "paper", "hpsv2": "hpsv2", "hpsv2.1": "hpsv2"}

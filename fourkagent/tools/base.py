@@ -13,22 +13,7 @@ import numpy as np
 
 from fourkagent.errors import FourKError, ToolError
 from fourkagent.imaging import Image
-
-Category = Literal[
-    "brightening",
-    "defocus deblurring",
-    "motion deblurring",
-    "dehazing",
-    "denoising",
-    "deraining",
-    "jpeg compression artifact removal",
-    "super-resolution",
-    "face restoration",
-    "old photo restoration",
-]
-"""The paper's subtask names (``super-resolution`` covers every scale; see ``ToolSpec.scale``)."""
-
-CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+from fourkagent.vocabulary import Category
 
 COSTS_FILE = Path(__file__).resolve().parents[1] / "data" / "tool_costs.json"
 """Measured seconds per output megapixel per tool, and the machine they were measured on

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from fourkagent.devices import ModelCache
 from fourkagent.errors import MissingWeightsError
 from fourkagent.imaging import Image
-from fourkagent.tools.base import Category, Preference, Tool, ToolSpec
+from fourkagent.tools.base import Preference, Tool, ToolSpec
+from fourkagent.vocabulary import Category
 
 if TYPE_CHECKING:
     from fourkagent.models.nhwc import NHWCModel
