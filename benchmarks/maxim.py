@@ -6,9 +6,9 @@ and (``--agreement``) the converted graphs' agreement with TensorFlow's own exec
     python benchmarks/maxim.py --speed [--write …]
     python benchmarks/maxim.py --agreement --tf-python /path/to/python-with-tensorflow --tarballs DIR
 
-Photos: ``training/train_restorers.py``'s held-out set (astronaut, coffee, chelsea, camera, grace_hopper;
-the trained restorers never saw them, MAXIM was trained on SIDD/GoPro/Rain13K/RESIDE/LOL/FiveK), centre
-crops. Degradations: :mod:`fourkagent.degrade_real` (and a linear motion blur, the kind GoPro's frame
+Photos: the photo pool's test split (``training/photo_pool.py``; earlier tables used five library photos
+that the pool refit of the Q-MoE restoration steps now fits on; MAXIM was trained on
+SIDD/GoPro/Rain13K/RESIDE/LOL/FiveK), the most detailed crop of each. Degradations: :mod:`fourkagent.degrade_real` (and a linear motion blur, the kind GoPro's frame
 averaging makes). The last columns: the mean gain of the candidate the shipped Q-MoE picks (fidelity
 priority, among the tools a fidelity profile's step gets) with and without the MAXIM experts among the
 candidates, and how often it picks MAXIM. The table is written by this script, not by hand.
@@ -54,14 +54,16 @@ CASES: dict[str, list[tuple[str, Degrade]]] = {
 
 
 def photos(n: int, size: int) -> dict[str, Image]:
-    """Centre crops of the held-out photos (grey ones as RGB)."""
-    from train_restorers import held_out_photos
+    """The most detailed ``size``² crop of the first ``n`` photos of the photo pool's test split
+    (``training/photo_pool.py``: no fit here saw them; the Q-MoE restoration steps are fitted on the fit split)."""
+    from fourkagent.imaging import as_image
+    from photo_pool import crops, photos as pool_photos
 
     out = {}
-    for name, img in list(held_out_photos().items())[:n]:
-        h, w = img.shape[:2]
-        s = min(size, h, w)
-        out[name] = np.ascontiguousarray(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+    for name, img in list(sorted(pool_photos("test").items()))[:n]:
+        got = list(crops(np.asarray(img), size, 1))
+        if got:
+            out[name] = as_image(got[0])
     return out
 
 
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         title = f"Seconds per output megapixel (2 CPU cores, {args.size}² input)"
         rows = speed_table(args.size)
     else:
-        title = f"MAXIM vs the current experts ({args.photos} held-out photos, {args.size}² crops, 2 CPU cores)"
+        title = (f"MAXIM vs the current experts, with the Q-MoE refitted on the pool ({args.photos} photos of the "
+                 f"pool's test split, {args.size}² crops, 2 CPU cores)")
         rows = value_table(args.photos, args.size, args.categories)
     text = f"\n### {title}\n\n" + "\n".join(rows) + "\n"
     print(text)
