@@ -3,7 +3,8 @@
 Each thread count runs in its own process (``OMP_NUM_THREADS`` = ``FOURKAGENT_THREADS`` = n, OpenCV and
 torch set to n). A tool is warmed up once on a 64² crop (weights load or convert there), then timed on a
 128² and a 256² crop of the shipped noisy astronaut (best of ``--repeat``). The shipped figure is the 256²
-one at the largest thread count: per-tile and per-call overheads weigh least there. ``--write-costs`` puts
+one at the largest thread count (``--ship-threads`` picks another): per-tile and per-call overheads weigh least
+there. ``--rows FILE`` re-reads the JSON lines a measurement printed on stderr instead of measuring. ``--write-costs`` puts
 it into ``fourkagent/data/tool_costs.json``, which fills ``ToolSpec.seconds_per_mp`` (the run budget's
 prediction); ``--write`` writes the markdown table.
 
@@ -95,10 +96,9 @@ def measure(names: list[str], threads: list[int], sizes: list[int], repeat: int)
     return rows
 
 
-def shipped(rows: list[dict], sizes: list[int], threads: list[int]) -> dict[str, float]:
-    """The figure a tool ships: s/MP at the largest size and thread count."""
-    return {str(r["tool"]): round(float(r["s_per_mp"]), 3) for r in rows
-            if r["size"] == max(sizes) and r["threads"] == max(threads)}
+def shipped(rows: list[dict], size: int, threads: int) -> dict[str, float]:
+    """The figure a tool ships: its s/MP at ``size`` and ``threads``."""
+    return {str(r["tool"]): round(float(r["s_per_mp"]), 3) for r in rows if r["size"] == size and r["threads"] == threads}
 
 
 def table(rows: list[dict], sizes: list[int], threads: list[int]) -> str:
@@ -130,25 +130,31 @@ def main() -> None:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--write", type=Path, help="write the markdown table here")
+    ap.add_argument("--rows", type=Path, help="JSON lines of an earlier measurement (its stderr) instead of measuring")
     ap.add_argument("--write-costs", action="store_true", help=f"merge the shipped figures into {COSTS.name}")
+    ap.add_argument("--ship-threads", type=int, help="thread count of the shipped figures (default: the largest)")
     ap.add_argument("--machine", default="", help="how the machine is named in the costs file (with --write-costs)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.tools, args.worker, args.sizes, args.repeat)
         return
-    names = selected(args.tools, args.all)
-    rows = measure(names, args.threads, args.sizes, args.repeat)
+    if args.rows:
+        rows = [json.loads(line) for line in args.rows.read_text(encoding="utf-8").splitlines() if line.strip()]
+        args.sizes, args.threads = sorted({r["size"] for r in rows}), sorted({r["threads"] for r in rows})
+    else:
+        rows = measure(selected(args.tools, args.all), args.threads, args.sizes, args.repeat)
     text = table(rows, args.sizes, args.threads)
     print(text)
     if args.write:
         args.write.write_text(text + "\n", encoding="utf-8")
     if args.write_costs:
         data = json.loads(COSTS.read_text(encoding="utf-8")) if COSTS.exists() else {"tools": {}}
-        data["tools"] = dict(sorted((data["tools"] | shipped(rows, args.sizes, args.threads)).items()))
+        threads = args.ship_threads or max(args.threads)
+        data["tools"] = dict(sorted((data["tools"] | shipped(rows, max(args.sizes), threads)).items()))
         data["machine"] = args.machine or data.get("machine", "")
-        data["measured"] = f"{max(args.sizes)}² input, {max(args.threads)} threads, {time.strftime('%Y-%m-%d')}"
-        COSTS.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        data["measured"] = f"{max(args.sizes)}² input, {threads} thread(s), {time.strftime('%Y-%m-%d')}"
+        COSTS.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

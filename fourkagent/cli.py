@@ -121,7 +121,9 @@ def cmd_tools(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         avail = "yes" if r["available"] else f"no ({r['reason']})"
-        print(f"{r['name']:<28} {r['category']:<34} {r['backend']:<9} x{r['scale']} slow={str(r['slow']).lower():<5} available={avail}")
+        cost = "?" if r["seconds_per_mp"] is None else f"{r['seconds_per_mp']:g}"
+        print(f"{r['name']:<28} {r['category']:<34} {r['backend']:<9} x{r['scale']} slow={str(r['slow']).lower():<5} "
+              f"s/MP={cost:<6} available={avail}")
     return 0
 
 
