@@ -20,6 +20,7 @@ from fourkagent.scoring.dataset import (  # noqa: E402
     sr_cases,
 )
 from fourkagent.scoring.learned import decide  # noqa: E402
+from fourkagent.vocabulary import is_sr_step  # noqa: E402
 from photo_pool import crops, photos  # noqa: E402
 
 SAFE_TOOL = {"super-resolution": "sr_lanczos_x4", "super-resolution_2x": "sr_lanczos_x2"}
@@ -234,6 +235,19 @@ def harmless_restoration(ex: dict[str, np.ndarray], pred: np.ndarray, step: str,
     return float(np.mean(ok)), float(np.mean(kept))
 
 
+def ship_restoration_margin(model: dict, step_model: dict, ex: dict[str, np.ndarray], pred: np.ndarray, step: str,
+                            share: float, record: dict) -> dict:
+    """Choose ``step``'s do-no-harm margin for the predictions ``pred`` (:func:`choose_margin` over
+    :func:`harmless_restoration`), set it in ``step_model`` and record it with ``record`` in ``model["validation"]``;
+    returns that record."""
+    margin, ok, kept, table = choose_margin(lambda m: harmless_restoration(ex, pred, step, m), share)
+    step_model |= {"safe_tool": None, "safe_margin_db": float(margin)}
+    model.setdefault("validation", {})[step] = record | {
+        "safe_margin_db": float(margin), "at_least_doing_nothing": ok, "at_least_doing_nothing_without_margin": table[0][1],
+        "mean_db_kept": kept, "mean_db_kept_without_margin": table[0][2]}
+    return model["validation"][step]
+
+
 def restoration_margins(out: Path, side: int, val_cache: str, share: float) -> None:
     """Each restoration step's do-no-harm margin, chosen on the validation split's synthetic cases
     (``scoring/dataset.cases``: every degradation at five levels plus false alarms) for the shipped models:
@@ -250,19 +264,16 @@ def restoration_margins(out: Path, side: int, val_cache: str, share: float) -> N
             np.savez(val_cache, **data)
     model = json.loads(out.read_text())
     ex = experts_only(data)
-    steps = sorted(s for s in set(ex["step"]) if not str(s).startswith("super-resolution") and s in model["steps"])
+    steps = sorted(s for s in set(ex["step"]) if not is_sr_step(str(s)) and s in model["steps"])
     pred = predictions({s: model["steps"][s] for s in steps}, ex)
     print("| step | validation cases | decision ≥ doing nothing (no margin → margin) | margin (dB) | mean dB kept |")
     print("|---|---|---|---|---|")
     for step in steps:
-        margin, ok, kept, table = choose_margin(lambda m: harmless_restoration(ex, pred, step, m), share)
-        model["steps"][step] |= {"safe_tool": None, "safe_margin_db": float(margin)}
-        model.setdefault("validation", {})[step] = {
-            "cases": int(len(np.unique(ex["case"][ex["step"] == step]))), "safe_margin_db": float(margin),
-            "at_least_doing_nothing": ok, "at_least_doing_nothing_without_margin": table[0][1],
-            "mean_db_kept": kept, "mean_db_kept_without_margin": table[0][2]}
-        print(f"| {step} | {model['validation'][step]['cases']} | {100 * table[0][1]:.0f} % → {100 * ok:.0f} % | "
-              f"{margin:.2f} | {table[0][2]:+.2f} → {kept:+.2f} |")
+        v = ship_restoration_margin(model, model["steps"][step], ex, pred, step, share,
+                                    {"cases": int(len(np.unique(ex["case"][ex["step"] == step])))})
+        print(f"| {step} | {v['cases']} | {100 * v['at_least_doing_nothing_without_margin']:.0f} % → "
+              f"{100 * v['at_least_doing_nothing']:.0f} % | {v['safe_margin_db']:.2f} | "
+              f"{v['mean_db_kept_without_margin']:+.2f} → {v['mean_db_kept']:+.2f} |")
     out.write_text(json.dumps(model, indent=1))
     print(f"wrote {out}")
 
@@ -314,7 +325,6 @@ def refit_sr(out: Path, side: int, fit_cache: str, val_cache: str, share: float,
     print(f"wrote {out}")
 
 
-
 KEEP_SHIPPED: tuple[str, ...] = ("denoising",)
 """Restoration steps whose shipped model the pool refit does not replace. Denoising: measured as the runtime
 scores (SURE only where the input's noise is white), the shipped model keeps +2.76 dB on the validation split's
@@ -343,17 +353,15 @@ def refit_restoration(out: Path, fit_data: dict[str, np.ndarray], val_data: dict
     for step in steps:
         old_margin = float(model["steps"].get(step, {}).get("safe_margin_db", 0.0))
         old_ok, old_kept = harmless_restoration(ex, old_pred, step, old_margin)
-        margin, ok, kept, table = choose_margin(lambda m: harmless_restoration(ex, new_pred, step, m), share)
         o, r = old_rep[step], new_rep[step]
-        new[step] |= {"safe_tool": None, "safe_margin_db": float(margin)}
         model["steps"][step] = new[step]
         model.get("cross_validation", {}).pop(step, None)
-        model.setdefault("validation", {})[step] = r | {
-            "safe_margin_db": float(margin), "at_least_doing_nothing": ok, "mean_db_kept": kept,
-            "at_least_doing_nothing_without_margin": table[0][1], "data": "pool: scoring/dataset.real_cases"}
+        v = ship_restoration_margin(model, new[step], ex, new_pred, step, share,
+                                    r | {"data": "pool: scoring/dataset.real_cases"})
         print(f"| {step} | {r['cases']} ({r['false_alarms']}) | {100 * o['agreement']:.0f} % → {100 * r['agreement']:.0f} % "
-              f"| {o['loss_db']:.2f} → {r['loss_db']:.2f} | {100 * old_ok:.0f} % ({old_margin:.2f}) → {100 * ok:.0f} % "
-              f"({margin:.2f}) | {old_kept:+.2f} → {kept:+.2f} |")
+              f"| {o['loss_db']:.2f} → {r['loss_db']:.2f} | {100 * old_ok:.0f} % ({old_margin:.2f}) → "
+              f"{100 * v['at_least_doing_nothing']:.0f} % ({v['safe_margin_db']:.2f}) | {old_kept:+.2f} → "
+              f"{v['mean_db_kept']:+.2f} |")
     model["pool_restoration"] = {"fit_photos": int(len(np.unique(fit_data["photo"]))),
                                  "validation_photos": int(len(np.unique(val_data["photo"]))),
                                  "rows": int(np.sum(keep)), "steps": steps, "kept_shipped": list(KEEP_SHIPPED)}
