@@ -19,7 +19,7 @@ from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
 from fourkagent.state.schema import State
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
-from fourkagent.vocabulary import step_category, step_scale
+from fourkagent.vocabulary import is_sr_step, step_category, step_scale
 
 COLOR_FIX_MIN_SIDE = 1024
 """SR outputs whose long side reaches this get the reference's AdaIN colour fix."""
@@ -100,7 +100,7 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
             try:
                 with tool_progress.reporting(partial(_tile_event, step, tool.name, t0)):
                     out = tool(img)
-                if step.startswith("super-resolution") and max(out.shape[:2]) >= COLOR_FIX_MIN_SIDE:
+                if is_sr_step(step) and max(out.shape[:2]) >= COLOR_FIX_MIN_SIDE:
                     out = adain_color_fix(out, img)
                 record["artifact"] = store.put(out)
                 record["size"] = [out.shape[1], out.shape[0]]
