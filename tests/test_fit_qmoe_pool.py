@@ -129,3 +129,28 @@ def test_restoration_data_are_made_in_shards_resumed_and_merged(tmp_path: Path, 
     assert data["photo"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     again = fit_qmoe_pool.restoration_dataset("fit", 8, cache, print, (0, 1))  # from the merged cache
     assert made == ["a", "c", "b"] and np.array_equal(again["case"], data["case"])
+
+
+def test_clean_input_rule_lowers_the_margin_only_where_inputs_measure_clean() -> None:
+    """SPAN wins by ~1 dB on clean inputs (predicted +1.5 over Lanczos) and loses 2 dB on noisy ones (predicted
+    +2): the uniform margin must hold both back; the rule gives the inputs measuring clean (σ̂ < cut-off, no
+    JPEG lattice) a small margin, keeps the noisy ones held back, and finds a cut-off between the two groups."""
+    from fit_qmoe_pool import choose_margin, harmless
+    from fit_sr_margins import choose_clean_rule, clean_cases
+
+    step, n, rng = "super-resolution", 24, np.random.default_rng(0)
+    noisy = np.arange(n) % 2 == 1
+    sigma = np.where(noisy, rng.uniform(12, 20, n), rng.uniform(1, 5, n))
+    quality = np.where(np.arange(n) % 6 == 3, 50.0, 0.0)  # some noisy ones also blocky
+    gain = np.where(noisy, -2.0, rng.uniform(0.5, 1.5, n))
+    ex = {"case": np.repeat(np.arange(n), 2), "photo": np.repeat(np.arange(n), 2), "step": np.array([step] * 2 * n),
+          "tool": np.array(["sr_lanczos_x4", "sr_span_x4"] * n), "gain": np.ravel(np.c_[np.zeros(n), gain])}
+    pred = np.ravel(np.c_[np.zeros(n), np.where(noisy, 2.0, 1.5)])
+    measures = {(i, step, 0): (float(sigma[i]), float(quality[i])) for i in range(n)}
+    margin, ok, gained, _ = choose_margin(lambda m: harmless(ex, pred, step, m), 0.95)
+    assert ok == 1.0 and gained == 0.0  # the uniform margin keeps Lanczos everywhere
+    rule = choose_clean_rule(ex, pred, step, measures, margin, 0.95)
+    assert 5 <= rule["noise_sigma_below"] <= 10 and rule["margin_db"] < 1.5
+    assert rule["at_least_safe"] == 1.0 and rule["db_over_safe"] == pytest.approx(gain[~noisy].sum() / n)
+    assert rule["clean_cases"] == int((~noisy).sum())
+    assert np.array_equal(clean_cases(ex, measures, rule["noise_sigma_below"])[1::2], ~noisy)

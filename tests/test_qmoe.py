@@ -295,7 +295,9 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
     fid = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
     per = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
     assert "do_no_harm_db" not in fid[0].components and "do_no_harm_db" not in per[1].components
-    margin = model.get("tool_margins_db", {}).get("sr_backprojection_x4", model["safe_margin_db"])
+    rule = model.get("clean_input")
+    margin = rule["margin_db"] if rule else model["safe_margin_db"]  # a clean downscale: the clean-input margin
+    margin = model.get("tool_margins_db", {}).get("sr_backprojection_x4", margin)
     assert margin > 0 and fid[1].components["do_no_harm_db"] == pytest.approx(-margin)
     saved = dict(model)
     try:
@@ -306,6 +308,27 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
         model.update(saved)
     assert raw[0].components == fid[0].components  # the safe tool itself is unchanged
     assert fid[1].components["predicted_gain_db"] == pytest.approx(raw[1].components["predicted_gain_db"] - margin, abs=1e-3)
+
+
+def test_a_clean_input_gets_the_smaller_sr_margin_a_noisy_or_blocky_one_the_uniform_margin() -> None:
+    """The shipped ×4 model's clean-input rule (chosen on the validation split): SPAN's risk is amplified noise
+    and blocks, so only an input measuring clean at its own size gets the smaller head start."""
+    from fourkagent.scoring.features import input_noise_jpeg
+
+    model = shipped_model()["steps"]["super-resolution"]
+    rule = model["clean_input"]
+    assert 0 <= rule["margin_db"] < model["safe_margin_db"]
+    tools = ["sr_lanczos_x4", "sr_span_x4"]
+    clean = degrade.downscale(photo("coffee")[:384, 100:484], 4)  # 96², as the realistic benchmark's inputs
+    noisy = degrade.apply(clean, "noise", 3, seed=1)
+    blocky = degrade.apply(clean, "jpeg compression artifact", 3, seed=1)
+    assert input_noise_jpeg(clean)[0] < rule["noise_sigma_below"] and input_noise_jpeg(clean)[1] == 0
+    assert input_noise_jpeg(noisy)[0] >= rule["noise_sigma_below"] and input_noise_jpeg(blocky)[1] > 0
+    for lr, margin in ((clean, rule["margin_db"]), (noisy, model["safe_margin_db"]), (blocky, model["safe_margin_db"])):
+        outs = [MAIN_REGISTRY.get(t)(lr) for t in tools]
+        scores = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
+        assert "do_no_harm_db" not in scores[0].components
+        assert scores[1].components["do_no_harm_db"] == pytest.approx(-margin)
 
 
 def test_perception_profiles_score_sr_with_their_own_models() -> None:

@@ -15,6 +15,8 @@ centre views only). Deterministic (fixed seeds).
 source packages the fit never saw), chooses there each SR step's do-no-harm margin (the head start of the
 safe candidate, Lanczos: the smallest margin with which the pick is at least Lanczos in ≥ ``--safe-share`` of
 validation cases), and replaces those steps in ``--out``, keeping the others.
+Then (``training/fit_sr_margins.py``; alone with ``--sr-clean-margins``) it chooses, also on validation, a smaller
+margin for inputs that measure clean at their own size (no JPEG lattice, noise σ̂ below a cut-off).
 ``--pool-restoration`` refits the restoration steps on the photo pool: realistic cases at the photo's size
 (``scoring/dataset.real_cases``: sensor and Gaussian noise, JPEG, blur, camera shake, depth haze, streak rain,
 low light, and false alarms — a good camera's file or another degradation) of one ``--side`` crop (128) of
@@ -27,6 +29,7 @@ in ≥ ``--safe-share`` of cases.
 
 Usage: python training/fit_qmoe.py [--side 192] [--data CACHE.npz] [--corner CACHE2.npz] [--out MODEL.json]
        python training/fit_qmoe.py --pool [--side 256] [--data FIT.npz] [--val-data VAL.npz] [--add-tool NAME]
+       python training/fit_qmoe.py --sr-clean-margins [--val-data VAL.npz]
        python training/fit_qmoe.py --pool-restoration --data FIT.npz --val-data VAL.npz [--side 128] [--shard k/n]
        python training/fit_qmoe.py --restoration-margins [--side 192] [--val-data VAL.npz]
 """
@@ -58,6 +61,8 @@ def main() -> None:
                     help="choose the restoration steps' do-no-harm margins on the validation split (see above)")
     ap.add_argument("--pool-restoration", action="store_true",
                     help="refit the restoration steps on the photo pool's realistic cases (see above)")
+    ap.add_argument("--sr-clean-margins", action="store_true",
+                    help="only choose the SR steps' clean-input margins for the models in --out (see fit_sr_margins.py)")
     ap.add_argument("--shard", default="0/1", help="--pool-restoration: make photos k, k+n, … of each split (k/n)")
     args = ap.parse_args()
     if args.pool_restoration:
@@ -76,14 +81,21 @@ def main() -> None:
 
         restoration_margins(Path(args.out), args.side, args.val_data, args.safe_share)
         return
+    if args.sr_clean_margins:
+        from fit_sr_margins import clean_rules
+
+        clean_rules(Path(args.out), args.side if args.side != 192 else 256, args.val_data, args.safe_share)
+        return
     if args.pool:
         from fit_qmoe_pool import add_tool, refit_sr
+        from fit_sr_margins import clean_rules
 
         side = args.side if args.side != 192 else 256
         for split, cache in (("fit", args.data), ("validation", args.val_data)):
             if args.add_tool:
                 add_tool(split, side, cache, args.add_tool, log=lambda s: print(s, flush=True))
         refit_sr(Path(args.out), side, args.data, args.val_data, args.safe_share, args.per_tool_margins)
+        clean_rules(Path(args.out), side, args.val_data, args.safe_share)
         return
     data = load_or_generate(args.side, args.data, log=lambda s: print(s, flush=True))
     if args.corner:

@@ -100,6 +100,18 @@ def reference(inp: Image, step: str) -> Reference:
     return Reference(step, base, niqe(base), scores, max(scores["noise"], 1.0), _motion_psf(crop, step))
 
 
+def input_noise_jpeg(img: Image) -> tuple[float, float]:
+    """The step input's own noise σ̂ (0-255, the noise detector's estimate) and JPEG quality estimate (0: no
+    quantisation lattice found), measured at the input's size: for SR the :func:`reference` scores are measured
+    on the bicubic upscale, which smooths the noise and the blocks away. The SR steps' do-no-harm margin depends
+    on these (``scoring/qmoe.py``)."""
+    from fourkagent.perception.detectors import detect
+
+    noise = detect(img, "noise", calibrated=False).evidence["noise_sigma"]
+    quality = detect(img, "jpeg compression artifact", calibrated=False).evidence["jpeg_quality_est"]
+    return float(noise), float(quality)
+
+
 def _motion_psf(crop: Image, step: str) -> np.ndarray | None:
     """The motion kernel the deblurring tools would estimate (None for other steps, or without evidence)."""
     if step != "motion deblurring":

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fourkagent.imaging import Image
-from fourkagent.scoring.features import NAMES, STATE, Reference, features, reference, state, sure_feature, sure_gain_db
+from fourkagent.scoring.features import (
+    NAMES, STATE, Reference, features, input_noise_jpeg, reference, state, sure_feature, sure_gain_db,
+)
 from fourkagent.scoring.learned import predict, shipped_model
 
 DEFAULT_THRESHOLD = 0.45
@@ -72,6 +74,7 @@ class StepScorer:
         """Measure the step input once."""
         self.step = step
         self.priority = priority
+        self._inp = inp
         self.ref: Reference = reference(inp, step)
         self._none = features(self.ref.base, self.ref)
         self._state = state(self.ref)
@@ -103,7 +106,8 @@ class StepScorer:
 
     def _head_start(self, model: dict | None) -> np.ndarray:
         """Do no harm: for a fidelity profile, the dB by which each candidate must beat the step's safe choice —
-        the margin chosen on the validation split (``training/fit_qmoe_pool.py``). The safe choice is a tool
+        the margin chosen on the validation split (``training/fit_qmoe_pool.py``; a smaller one for a clean
+        input where the model has a ``clean_input`` rule, :meth:`_clean_input`). The safe choice is a tool
         (Lanczos for SR: the other candidates get the margin chosen for them, when Lanczos is among them; a tool
         without one gets the uniform margin) or, for a restoration
         step, doing nothing (every candidate gets it, so a doubtful expert falls below the rollback threshold and
@@ -116,8 +120,19 @@ class StepScorer:
             return np.full(len(self._x), margin)
         if safe not in self._tools:
             return np.zeros(len(self._x))
+        rule = (model or {}).get("clean_input")
+        if rule and self._clean_input(rule):
+            margin = float(rule["margin_db"])
         per_tool = (model or {}).get("tool_margins_db", {})  # tools the validation did not see: the uniform one
         return np.array([0.0 if t == safe else float(per_tool.get(t, margin)) for t in self._tools])
+
+    def _clean_input(self, rule: dict) -> bool:
+        """Whether the step input is clean by the model's ``clean_input`` rule (chosen on the validation split,
+        ``training/fit_sr_margins.py``): no JPEG lattice and a noise σ̂ below ``noise_sigma_below``, both measured
+        at the input's size. A clean input gets the rule's smaller margin: the sharper experts' risk is amplified
+        noise and blocks, which a clean input does not have."""
+        sigma, quality = input_noise_jpeg(self._inp)
+        return quality == 0 and sigma < float(rule["noise_sigma_below"])
 
     def scores(self) -> list[Score]:
         """Q and components of every added candidate, in order."""
