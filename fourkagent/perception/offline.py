@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fourkagent.imaging import Image, luma
 from fourkagent.perception.iqa import assess_iqa, iqa_report
+
+if TYPE_CHECKING:
+    from fourkagent.state.records import Degradation
 
 __all__ = ["describe", "factor_aware", "iqa_report", "perceive_offline"]
 
@@ -21,7 +24,7 @@ the photo pool's validation split (``benchmarks/realworld.py``): clean 96² crop
 noise σ 8.8–19 measures 9.2–19.4."""
 
 
-def describe(img: Image, degradations: list[dict[str, Any]]) -> str:
+def describe(img: Image, degradations: Sequence[Mapping[str, Any]]) -> str:
     """A short factual description from measurable properties (used in reports and prompts)."""
     h, w = img.shape[:2]
     sat = float(np.mean(img.max(2) - img.min(2)))
@@ -41,11 +44,11 @@ def perceive_offline(img: Image, iqa_metrics: str | Sequence[str] | None = None)
     return {"degradations": dets, **assess_iqa(img, iqa_metrics), "description": describe(img, dets)}
 
 
-def factor_aware(degradations: list[dict[str, Any]], factor: int) -> list[dict[str, Any]]:
+def factor_aware(degradations: Sequence[Degradation], factor: int) -> list[Degradation]:
     """Degradations that the upscale ``factor`` will magnify reported present (JPEG at estimated quality ≤
     :data:`JPEG_REPORT_QUALITY` for any factor > 1, noise of σ̂ ≥ :data:`NOISE_REPORT_SIGMA` from ×4), with a
     ``reason``; the others unchanged. Returns new dicts."""
-    out = []
+    out: list[Degradation] = []
     for d in degradations:
         ev = d.get("evidence") or {}
         why = ""
@@ -57,7 +60,7 @@ def factor_aware(degradations: list[dict[str, Any]], factor: int) -> list[dict[s
             elif d["kind"] == "noise" and factor >= 4 and sigma >= NOISE_REPORT_SIGMA:
                 why = f"noise σ ≈ {sigma:.1f}: ×{factor} magnifies it"
         if not why:
-            out.append(dict(d))
+            out.append(d.copy())
             continue
         sev = d.get("severity") if d.get("severity") not in ("very low", "low", None) else "medium"
         out.append(d | {"present": True, "severity": sev, "reason": why})

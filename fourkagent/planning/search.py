@@ -1,7 +1,7 @@
 """The paper's rollback search over step orderings, as pure functions on a JSON tree.
 
-A tree node is a dict ``{id, parent, step, tool, artifact, score, width, height, children, failed, best}``
-where ``children`` maps a step name to the child produced by running that step first from this node.
+A tree node is a :class:`~fourkagent.state.records.TreeNode` (a plain dict) whose ``children`` maps a step
+name to the child produced by running that step first from this node.
 Each (node, first step) pair is tried once, so the search is bounded by the number of orderings.
 """
 
@@ -9,31 +9,42 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
-Tree = dict[str, dict[str, Any]]
+from typing_extensions import Unpack
+
+from fourkagent.state.records import NodeFields, Tree, TreeNode
+
 ROOT = "n0"
 
 
-def new_node(tree: Tree, parent: str | None, step: str | None, **fields: Any) -> tuple[Tree, str]:
+def new_node(tree: Tree, parent: str | None, step: str | None, **fields: Unpack[NodeFields]) -> tuple[Tree, str]:
     """Return a copy of ``tree`` with a new node (child of ``parent`` via ``step``) and its id."""
     nid = f"n{len(tree)}"
-    node = {"id": nid, "parent": parent, "step": step, "children": {}, "failed": False, "best": None}
-    node.update(fields)
-    out = {k: dict(v, children=dict(v["children"])) for k, v in tree.items()}
+    node = cast(TreeNode, {"id": nid, "parent": parent, "step": step, "children": {}, "failed": False, "best": None})
+    node.update(fields)  # the caller gives the rest (tests build partial nodes)
+    out = _copy(tree)
     out[nid] = node
-    if parent is not None:
+    if parent is not None and step is not None:
         out[parent]["children"][step] = nid
     return out, nid
+
+
+def _copy(tree: Tree) -> Tree:
+    """A copy of ``tree`` whose nodes and children maps can be changed without changing ``tree``."""
+    return {k: v | {"children": dict(v["children"])} for k, v in tree.items()}
 
 
 def path_steps(tree: Tree, node: str) -> list[str]:
     """Steps applied from the root to ``node``, in order."""
     steps: list[str] = []
     cur: str | None = node
-    while cur is not None and tree[cur]["parent"] is not None:
-        steps.append(tree[cur]["step"])
-        cur = tree[cur]["parent"]
+    while cur is not None:
+        parent, step = tree[cur]["parent"], tree[cur]["step"]
+        if parent is None or step is None:  # the root
+            break
+        steps.append(step)
+        cur = parent
     return steps[::-1]
 
 
@@ -81,18 +92,18 @@ def rollback(tree: Tree, cursor: str, failed_step: str, agenda: list[str], all_s
     ``agenda`` is the remaining plan *after* the failed step. When even the root is fully expanded,
     continue from the best image seen (the paper's compromise).
     """
-    out = {k: dict(v, children=dict(v["children"])) for k, v in tree.items()}
+    out = _copy(tree)
     plan = [failed_step, *agenda]
     node = cursor
     left: list[str] = []
     while fully_expanded(out, node, plan):
-        out[node]["best"] = _best_of_children(out, node)
-        if out[node]["parent"] is None:
-            best = out[node]["best"]
+        best = out[node]["best"] = _best_of_children(out, node)
+        parent, step = out[node]["parent"], out[node]["step"]
+        if parent is None or step is None:  # the root
             return RollbackResult(out, best, remaining(all_steps, out, best), True, left)
         left.append(node)
-        plan = [out[node]["step"], *plan]
-        node = out[node]["parent"]
+        plan = [step, *plan]
+        node = parent
     return RollbackResult(out, node, plan, False, left)
 
 
