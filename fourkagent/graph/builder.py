@@ -22,7 +22,9 @@ RECURSION_LIMIT = 1000
 """Supersteps allowed per run: rollback search over orderings can take many."""
 
 
-def build_graph(checkpointer: Any = None, *, registry: ToolRegistry | None = None) -> CompiledStateGraph:
+def build_graph(
+    checkpointer: Any = None, *, registry: ToolRegistry | None = None
+) -> CompiledStateGraph[State, Context, InputState, OutputState]:
     """Compile the agent: perceive → plan ⇄ (execute → reflect [→ rollback]) → face_restore → finalize.
 
     Args:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+
+from typing_extensions import TypedDict
 
 from fourkagent import tool_progress
 from fourkagent.errors import FourKError
 from fourkagent.imaging import Image
-from fourkagent.nodes._common import emit, profile_of, store_of, timed
+from fourkagent.nodes._common import Node, emit, profile_of, store_of, timed
 from fourkagent.planning import budget
 from fourkagent.planning.budget import Selection
 from fourkagent.profiles import Profile
 from fourkagent.scoring.paper import SCORERS
 from fourkagent.scoring.sure import SURE_STEPS, sure_ratio, white_sigma
-from fourkagent.state.schema import State
+from fourkagent.state.records import Candidate, Event
+from fourkagent.state.schema import State, Update
 from fourkagent.tools.base import Tool, ToolRegistry
 from fourkagent.tools.colorfix import adain_color_fix
 from fourkagent.vocabulary import is_sr_step, step_category, step_scale
@@ -44,7 +46,13 @@ def sure_sigma(step: str, profile: Profile, img: Image) -> float | None:
     return white_sigma(img)
 
 
-def sure_entry(tool: Callable[[Image], Image], img: Image, out: Image, sigma: float | None) -> dict[str, float]:
+class SureEntry(TypedDict, total=False):
+    """What SURE adds to a :class:`~fourkagent.state.records.Candidate`."""
+
+    sure_ratio: float
+
+
+def sure_entry(tool: Callable[[Image], Image], img: Image, out: Image, sigma: float | None) -> SureEntry:
     """``{"sure_ratio": …}`` for a candidate record, or nothing (not measured, or the probe run failed: the
     candidate stands and is scored without it)."""
     if sigma is None:
@@ -58,7 +66,8 @@ def sure_entry(tool: Callable[[Image], Image], img: Image, out: Image, sigma: fl
 def prefer_by_experience(tools: list[Tool], step: str, state: State) -> tuple[list[Tool], list[str]]:
     """Tools that won most often on similar images first (they also win Q-MoE ties); with the run option
     ``max_tools`` only that many run, and the names of the others are returned."""
-    wins = (state.get("experience") or {}).get("tool_wins", {}).get(step, {})
+    experience = state.get("experience")
+    wins = experience.get("tool_wins", {}).get(step, {}) if experience else {}
     ranked = sorted(tools, key=lambda t: -wins.get(t.name, 0.0))  # stable: registry order among equals
     budget = (state.get("options") or {}).get("max_tools")
     if budget is None or int(budget) >= len(ranked):
@@ -74,11 +83,11 @@ def _tile_event(step: str, tool: str, t0: float, done: int, total: int) -> None:
           "seconds": round(seconds, 3), "eta_s": round(seconds / done * (total - done), 3)})
 
 
-def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
+def make_execute(registry: ToolRegistry) -> Node:
     """Build the execute node bound to a tool registry."""
 
     @timed("execute")
-    def execute(state: State) -> dict[str, Any]:
+    def execute(state: State) -> Update:
         """Run all experts of ``agenda[0]`` on the cursor image; failures are recorded, not raised."""
         step = state["agenda"][0]
         profile = profile_of(state)
@@ -88,15 +97,15 @@ def make_execute(registry: ToolRegistry) -> Callable[[State], dict[str, Any]]:
         spent = float(state.get("budget_spent_s") or 0.0)
         selection = select_tools(registry, profile, state["agenda"], img.shape[:2], spent)
         tools, skipped = prefer_by_experience(selection.tools, step, state)
-        candidates: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+        candidates: list[Candidate] = []
+        events: list[Event] = []
         sigma = sure_sigma(step, profile, img)
         for tool in tools:
             emit({"event": "tool_start", "step": step, "tool": tool.name})
             t0 = time.perf_counter()
             predicted = budget.predicted_seconds(tool, img.shape[:2])
-            record: dict[str, Any] = {"tool": tool.name, "artifact": None, "error": None,
-                                      "predicted_s": None if predicted is None else round(predicted, 3)}
+            record: Candidate = {"tool": tool.name, "artifact": None, "error": None,
+                                 "predicted_s": None if predicted is None else round(predicted, 3), "seconds": 0.0}
             try:
                 with tool_progress.reporting(partial(_tile_event, step, tool.name, t0)):
                     out = tool(img)

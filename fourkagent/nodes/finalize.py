@@ -14,7 +14,7 @@ from fourkagent.imageio import atomic_write, write_output
 from fourkagent.nodes._common import store_of, timed
 from fourkagent.report.html import html_path_for, write_html_report
 from fourkagent.report.json_report import build_report, summary
-from fourkagent.state.schema import State
+from fourkagent.state.schema import State, Update
 from fourkagent.vocabulary import step_scale
 
 
@@ -39,22 +39,23 @@ def record_experience(state: State, report: dict[str, Any], ctx: Context) -> str
 
 
 @timed("finalize")
-def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def finalize(state: State, runtime: Runtime[Context]) -> Update:
     """Save the final image (16-bit when the input was, for PNG/TIFF) and the report."""
     out_path = state.get("output_path") or str(Path(state["run_dir"]) / "output.png")
     store, info = store_of(state), state["input_info"]
     img = store.get(state["tree"][state["cursor"]]["artifact"])
     factor = math.prod(step_scale(s) for s in state.get("all_steps", []))
     quality = int((state.get("options") or {}).get("quality", 95))
-    size = (state.get("perception") or {}).get("output_size")
+    perception = state.get("perception")
+    size = perception.get("output_size") if perception else None
     img, notes = write_output(img, out_path, info, factor, store, quality,  # crop, alpha, ICC, 16-bit
-                              size=tuple(size) if size else None)
+                              size=(size[0], size[1]) if size else None)
     report = build_report(state, out_path)
     report["output"]["size"] = [img.shape[1], img.shape[0]]
     report["warnings"] = [*info.get("warnings", []), *notes]
     rpath = report_path_for(out_path)
     ctx = runtime.context if runtime.context is not None else Context()
-    report["experience"] = {"used": state.get("experience", {}).get("source"),
+    report["experience"] = {"used": state["experience"].get("source") if "experience" in state else None,
                             "this_run": record_experience(state, report, ctx)}
     text = summary(report) + "".join(f"\nwarning: {w}" for w in report["warnings"])
     report["summary"] = text

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -16,14 +15,15 @@ from fourkagent.imageio import (
 )
 from fourkagent.imaging import Image, as_image
 from fourkagent.faces.pipeline import reference_faces
-from fourkagent.nodes._common import timed
+from fourkagent.nodes._common import RuntimeNode, timed
 from fourkagent.perception.offline import describe, factor_aware, perceive_offline
 from fourkagent.perception.vlm import perceive_vlm
 from fourkagent.planning.agenda import output_size, upscale_factor
 from fourkagent.planning.search import ROOT
 from fourkagent.profiles import load_profile
 from fourkagent.state.artifacts import ArtifactStore
-from fourkagent.state.schema import State
+from fourkagent.state.records import FaceRefs, InputInfo, Perception, TreeNode
+from fourkagent.state.schema import State, Update
 from fourkagent.tools.base import ToolRegistry
 
 
@@ -56,18 +56,18 @@ def old_photo_first(
     return store.get(aid), aid, [{"tool": "oldphoto_restore", "artifact": aid}]
 
 
-def make_perceive(registry: ToolRegistry | None = None) -> Callable[[State, Runtime[Context]], dict[str, Any]]:
+def make_perceive(registry: ToolRegistry | None = None) -> RuntimeNode:
     """Build the perceive node bound to a tool registry (``None``: the main one, looked up when used)."""
 
     @timed("perceive")
-    def perceive(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def perceive(state: State, runtime: Runtime[Context]) -> Update:
         """Resolve the profile, store the input, and perceive it (offline detectors; VLM when configured)."""
         return _perceive(state, runtime, registry)
 
     return perceive
 
 
-def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | None) -> dict[str, Any]:
+def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | None) -> Update:
     ctx = runtime.context if runtime.context is not None else Context()
     profile = load_profile(state.get("profile"))
     if profile.scorer != "offline":  # learned metrics missing: stop before any work
@@ -96,11 +96,12 @@ def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | 
         img, root_aid, preprocess = old_photo_first(img, store, registry)
     else:
         root_aid = aid
-    perception = perceive_offline(img, ctx.iqa_metrics)
+    # the perception and faces modules build these records as plain dicts
+    perception = cast(Perception, perceive_offline(img, ctx.iqa_metrics))
     perception["perceiver"] = "offline"
     perception["preprocess"] = preprocess
     if profile.perceiver == "vlm":  # the VLM's verdicts, or offline with a note saying why not
-        perception = perceive_vlm(img, perception, ctx)
+        perception = cast(Perception, perceive_vlm(img, dict(perception), ctx))
     perception["factor"] = factor
     size, why = output_size(info.width, info.height, factor, profile)
     perception["output_size"] = list(size)
@@ -109,22 +110,23 @@ def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | 
     perception["degradations"] = factor_aware(perception["degradations"], factor)
     if perception.get("perceiver") == "offline":  # a VLM's own description is kept
         perception["description"] = describe(img, perception["degradations"])
-    face_refs = {"face_refs": reference_faces(img)} if profile.face_restore else {}  # identity references
-    root = {
+    root: TreeNode = {
         "id": ROOT, "parent": None, "step": None, "tool": None, "artifact": root_aid, "score": None,
         "width": img.shape[1], "height": img.shape[0], "children": {}, "failed": False, "best": None,
     }
-    return {
+    update: Update = {
         "run_dir": str(run_dir),
         "profile_data": profile.model_dump(),
-        "input_info": info.to_dict() | extra,
+        "input_info": cast(InputInfo, info.to_dict() | extra),
         "perception": perception,
         "tree": {ROOT: root},
         "cursor": ROOT,
         "rollbacks": [],
         "compromise": False,
-        **face_refs,
     }
+    if profile.face_restore:  # identity references
+        update["face_refs"] = cast(FaceRefs, reference_faces(img))
+    return update
 
 
 perceive = make_perceive()

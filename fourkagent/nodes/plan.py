@@ -15,12 +15,13 @@ from fourkagent.nodes._common import emit, profile_of, timed
 from fourkagent.planning.agenda import build_steps
 from fourkagent.perception.vlm import plan_with_vlm
 from fourkagent.planning.order import PAIRWISE_EXPERIENCE, order_steps
-from fourkagent.state.schema import State
+from fourkagent.state.records import Experience
+from fourkagent.state.schema import State, Update
 from fourkagent.store.experience import ExperienceStore, dumps_table, loads_table
 from fourkagent.vocabulary import RESTORE_TASKS, is_sr_step
 
 
-def experience_table(signature: list[str], ctx: Context, steps: list[str] | None = None) -> dict[str, Any]:
+def experience_table(signature: list[str], ctx: Context, steps: list[str] | None = None) -> Experience:
     """What past runs on similar images teach: pairwise ordering failure rates (the store blended with the
     paper's, or the paper's alone) and, per step, how often each tool won."""
     if ctx.use_experience:
@@ -74,7 +75,7 @@ def check_plan(steps: Any, planned: list[str]) -> list[str]:
     return list(steps)
 
 
-def review_plan(state: State, update: dict[str, Any]) -> dict[str, Any]:
+def review_plan(state: State, update: Update) -> Update:
     """Pause for a person to approve or edit the first plan; returns the state changes an edit makes."""
     perception = state["perception"]
     answer = interrupt({
@@ -97,7 +98,7 @@ def review_plan(state: State, update: dict[str, Any]) -> dict[str, Any]:
 
 
 @timed("plan")
-def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def plan(state: State, runtime: Runtime[Context]) -> Update:
     """Order the remaining steps with the offline planner (pairwise experience, SR last).
 
     The experience table is read once, at the first plan, and kept in the state so re-plans and
@@ -105,7 +106,7 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """
     profile = profile_of(state)
     perception = state["perception"]
-    update: dict[str, Any] = {}
+    update: Update = {}
     if "all_steps" not in state:
         present = [d["kind"] for d in perception["degradations"] if d.get("present")]
         steps = build_steps(present, perception["factor"], profile)
@@ -123,7 +124,7 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         update["agenda"] = list(pending)  # a fixed plan keeps its order until one of its steps fails
     else:  # the VLM planner when the run perceived with the VLM, else (or on a bad answer) the offline one
         table, ctx = loads_table(exp), runtime.context if runtime.context is not None else Context()
-        order, note = plan_with_vlm(perception, profile.perceiver, pending, tried, table, ctx)
+        order, note = plan_with_vlm(dict(perception), profile.perceiver, pending, tried, table, ctx)
         update["agenda"] = order or order_steps(pending, avoid_first=tried, experience=table)
         if note:
             update["perception"] = {**perception, "planner": "vlm" if order else "offline", "planner_note": note}

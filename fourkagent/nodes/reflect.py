@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fourkagent.nodes._common import emit, profile_of, store_of, timed
 from fourkagent.planning.search import new_node
 from fourkagent.scoring.paper import SCORERS, default_threshold, step_scorer
 from fourkagent.scoring.qmoe import gain_to_q
-from fourkagent.state.schema import State
+from fourkagent.state.records import Candidate, NodeFields, Score, Verdict
+from fourkagent.state.schema import State, Update
 from fourkagent.vocabulary import step_scale
 
 
@@ -26,8 +27,18 @@ def rollback_allowed(state: State) -> bool:
     return bool(profile_of(state).with_rollback and not state.get("compromise", False))
 
 
+def _scored(cand: Candidate, score: float | None, components: dict[str, float], error: str | None,
+            unchanged: bool = False) -> Score:
+    """A candidate's entry in ``scores`` and in its tree node."""
+    entry: Score = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds"),
+                    "predicted_s": cand.get("predicted_s"), "score": score, "components": components, "error": error}
+    if unchanged:
+        entry["unchanged"] = True
+    return entry
+
+
 @timed("reflect")
-def reflect(state: State) -> dict[str, Any]:
+def reflect(state: State) -> Update:
     """Score candidates against the step input; add the best as a child of the cursor node.
 
     When the best candidate fails and no rollback can follow (rollback off, or after a compromise),
@@ -42,65 +53,67 @@ def reflect(state: State) -> dict[str, Any]:
     profile = profile_of(state)
     store = store_of(state)
     parent = state["tree"][state["cursor"]]
-    description = str((state.get("perception") or {}).get("description") or "")
+    perception = state.get("perception")
+    description = str(perception.get("description") or "") if perception else ""
     inp = store.get(parent["artifact"])
     scorer = step_scorer(profile, inp, step, description)
     cands = state.get("candidates", [])
     unchanged = [c["tool"] for c in cands if c["artifact"] is not None and c["artifact"] == parent["artifact"]]
-    ok = [c for c in cands if c["artifact"] is not None and c["tool"] not in unchanged]
-    for cand in ok:
-        scorer.add(store.get(cand["artifact"]), sure_ratio=cand.get("sure_ratio"), tool=cand["tool"])
+    ok = [(c, c["artifact"]) for c in cands if c["artifact"] is not None and c["tool"] not in unchanged]
+    for cand, artifact in ok:
+        scorer.add(store.get(artifact), sure_ratio=cand.get("sure_ratio"), tool=cand["tool"])
     absolute = profile.scorer in SCORERS  # the paper's scorers: absolute scores, the input gets its own
     if unchanged and absolute:
         scorer.add(inp)
     scores = scorer.scores()
-    by_tool = {c["tool"]: s for c, s in zip(ok, scores)}
+    by_tool = {c["tool"]: s for (c, _), s in zip(ok, scores)}
     # the offline scorer's Q = 0.5 means "as good as doing nothing" by construction
     keep_q = (scores[-1].score if absolute else gain_to_q(0.0)) if unchanged else None
-    scored: list[dict[str, Any]] = []
+    scored: list[Score] = []
     for cand in cands:
-        entry = {"tool": cand["tool"], "artifact": cand["artifact"], "seconds": cand.get("seconds"),
-                 "predicted_s": cand.get("predicted_s")}
         if cand["tool"] in unchanged:
-            scored.append(entry | {"score": None, "components": {}, "unchanged": True,
-                                   "error": "returned its input unchanged: not a candidate"})
+            scored.append(_scored(cand, None, {}, "returned its input unchanged: not a candidate", unchanged=True))
             continue
         s = by_tool.get(cand["tool"])
         if s is None:
-            scored.append(entry | {"score": None, "components": {}, "error": cand["error"]})
+            scored.append(_scored(cand, None, {}, cand["error"]))
             continue
-        scored.append(entry | {"score": s.score, "components": s.components, "error": None})
+        scored.append(_scored(cand, s.score, s.components, None))
         emit({"event": "candidate_scored", "step": step, "tool": cand["tool"], "score": s.score})
-    valid = [c for c in scored if c["score"] is not None]
+    valid = [(c, c["score"], c["artifact"]) for c in scored if c["score"] is not None and c["artifact"] is not None]
     thr = threshold_of(state)
     note = None
+    # nothing usable: a failed node holding the unchanged image
+    best_tool, best_artifact, best_score = None, parent["artifact"], 0.0
+    size = [parent["width"], parent["height"]]
     if valid:
-        best = max(valid, key=lambda c: c["score"])  # first of equals wins: registry order
-        size = next(c for c in cands if c["tool"] == best["tool"])["size"]
-    if keep_q is not None and (not valid or best["score"] <= keep_q):  # doing nothing wins ties
-        best = {"tool": None, "artifact": parent["artifact"], "score": keep_q}
+        best, best_score, best_artifact = max(valid, key=lambda v: v[1])  # first of equals wins: registry order
+        best_tool = best["tool"]
+        size = next(c for c in cands if c["tool"] == best_tool)["size"]
+    if keep_q is not None and (not valid or best_score <= keep_q):  # doing nothing wins ties
+        best_tool, best_artifact, best_score = None, parent["artifact"], keep_q
         size = [parent["width"], parent["height"]]
         note = f"kept the input: no candidate improved it ({', '.join(unchanged)} returned it unchanged)"
-    elif not valid:  # nothing usable: a failed node holding the unchanged image
-        best = {"tool": None, "artifact": parent["artifact"], "score": 0.0}
-        size = [parent["width"], parent["height"]]
-    passed = (bool(valid) or keep_q is not None) and best["score"] >= thr
-    verdict = {"step": step, "best_tool": best["tool"], "best_score": best["score"], "threshold": thr, "passed": passed}
+    passed = (bool(valid) or keep_q is not None) and best_score >= thr
+    verdict_tool, reason = best_tool, None
     if note:  # the rollback record quotes it: a failing one says why
-        verdict["reason"] = note if passed else f"{note}; Q {keep_q:.3f} < threshold {thr:.3f}"
+        reason = note if passed else f"{note}; Q {keep_q:.3f} < threshold {thr:.3f}"
     elif not valid:
-        verdict["reason"] = "no expert produced a valid image"
+        reason = "no expert produced a valid image"
     if valid and not passed and not rollback_allowed(state) and step_scale(step) == 1:
-        best = {"tool": None, "artifact": parent["artifact"], "score": best["score"]}
+        best_tool, best_artifact = None, parent["artifact"]
         size = [parent["width"], parent["height"]]
-        verdict["reason"] = "no expert improved the image: the step keeps its input"
-    tree, child = new_node(
-        state["tree"], state["cursor"], step, tool=best["tool"], artifact=best["artifact"],
-        score=best["score"], width=size[0], height=size[1], failed=not passed, candidates=scored,
-        **({"note": verdict["reason"]} if best["tool"] is None and "reason" in verdict else {}),
-    )
-    verdict["node"] = child
-    update: dict[str, Any] = {"scores": scored, "verdict": verdict, "tree": tree}
+        reason = "no expert improved the image: the step keeps its input"
+    fields: NodeFields = {"tool": best_tool, "artifact": best_artifact, "score": best_score, "width": size[0],
+                          "height": size[1], "failed": not passed, "candidates": scored}
+    if best_tool is None and reason is not None:
+        fields["note"] = reason
+    tree, child = new_node(state["tree"], state["cursor"], step, **fields)
+    verdict: Verdict = {"step": step, "best_tool": verdict_tool, "best_score": best_score, "threshold": thr,
+                        "passed": passed, "node": child}
+    if reason is not None:
+        verdict["reason"] = reason
+    update: Update = {"scores": scored, "verdict": verdict, "tree": tree}
     if passed or not rollback_allowed(state):
         update |= {"cursor": child, "agenda": state["agenda"][1:]}
     return update

@@ -13,7 +13,8 @@ from fourkagent.nodes._common import emit, timed
 from fourkagent.nodes.plan import answer_type, is_approval, wants_review
 from fourkagent.planning.search import path_steps
 from fourkagent.planning.search import rollback as search_rollback
-from fourkagent.state.schema import State
+from fourkagent.state.records import Rollback, Tree
+from fourkagent.state.schema import State, Update
 
 
 def _compromise_answer(answer: Any) -> str:
@@ -24,7 +25,7 @@ def _compromise_answer(answer: Any) -> str:
     raise RunError(f'a compromise review takes true, "approve" or "stop", got {repr(answer)[:80]}')
 
 
-def review_compromise(state: State, entry: dict[str, Any], tree: dict[str, Any], best: str, left: list[str]) -> bool:
+def review_compromise(state: State, entry: Rollback, tree: Tree, best: str, left: list[str]) -> bool:
     """Pause for a person to accept the compromise; True when they answer ``"stop"`` (finish now).
 
     Raises:
@@ -43,7 +44,7 @@ def review_compromise(state: State, entry: dict[str, Any], tree: dict[str, Any],
 
 
 @timed("rollback")
-def rollback(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def rollback(state: State, runtime: Runtime[Context]) -> Update:
     """Record why the step failed and move the cursor as the paper's tree search does."""
     verdict = state["verdict"]
     step = verdict["step"]
@@ -58,7 +59,7 @@ def rollback(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         action = f"all orderings below {', '.join(res.backtracked)} failed: back to {res.cursor}"
     else:
         action = f"retry from {res.cursor} with a different first step"
-    entry = {
+    entry: Rollback = {
         "step": step, "from_node": state["cursor"], "failed_node": verdict["node"],
         "best_score": verdict["best_score"], "threshold": verdict["threshold"],
         "reason": reason, "action": action,

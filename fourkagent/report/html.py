@@ -38,6 +38,7 @@ from fourkagent.report.legend import FACE_COLUMNS, STEP_COLUMNS, legend_html
 from fourkagent.report.markup import CSS, JS, fmt, plain, table
 from fourkagent.report.regions import Box, Region, detail_box, faces_in
 from fourkagent.state.artifacts import ArtifactStore
+from fourkagent.state.records import Tree, TreeNode
 
 
 def html_path_for(output_path: str | Path) -> Path:
@@ -77,11 +78,11 @@ def _compare(before: Image, after: Image, box: Box, extent: tuple[float, float],
     return f'{slider}{note}<div class="crops">{figs}</div>'
 
 
-def _score_keys(tree: dict[str, Any]) -> list[str]:
+def _score_keys(tree: Tree) -> list[str]:
     return sorted({k for n in tree.values() for c in n.get("candidates") or [] for k in (c.get("components") or {})})
 
 
-def _candidates(nid: str, node: dict[str, Any], crops: Crops) -> str:
+def _candidates(nid: str, node: TreeNode, crops: Crops) -> str:
     cands = node.get("candidates") or []
     keys = sorted({k for c in cands for k in (c.get("components") or {})})
     rows = []
@@ -93,13 +94,13 @@ def _candidates(nid: str, node: dict[str, Any], crops: Crops) -> str:
             f'<span class="num" data-score="{c.get("score")}">{fmt(c.get("score"))}</span>',
             *[f'<span class="num">{fmt(comps.get(k))}</span>' for k in keys],
             fmt(c.get("seconds"), 2), fmt(c.get("predicted_s"), 2),
-            f'<span class="err">{escape(c["error"])}</span>' if c.get("error") else "",
+            f'<span class="err">{escape(str(c["error"]))}</span>' if c.get("error") else "",
         ])
     head = ["tool", "Q", *keys, "seconds", "predicted s", "error"]
     return crops.strip(nid, node) + '<div class="scroll">' + table(head, rows, "cand", STEP_COLUMNS) + "</div>"
 
 
-def _node(tree: dict[str, Any], nid: str, on_path: set[str], final: str, images: Images, crops: Crops) -> str:
+def _node(tree: Tree, nid: str, on_path: set[str], final: str, images: Images, crops: Crops) -> str:
     n = tree[nid]
     if n.get("parent") is None:
         title, badges = "input", ""
@@ -212,7 +213,7 @@ def render_html(report: dict[str, Any], store: ArtifactStore | None = None, outp
     """The report page for a run report (``build_report``'s dict); images come from ``store``. ``output``: the
     written output (the input's size × factor); without it the final tree image is shown."""
     images = Images(store)
-    tree: dict[str, Any] = report.get("tree") or {}
+    tree: Tree = report.get("tree") or {}
     traj = report.get("trajectory") or []
     root = next((k for k, v in tree.items() if v.get("parent") is None), None)
     final = traj[-1]["node"] if traj else root

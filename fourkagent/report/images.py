@@ -15,6 +15,7 @@ from fourkagent.imaging import Image, resize, to_uint8
 from fourkagent.report.markup import fmt
 from fourkagent.report.regions import Box, Region
 from fourkagent.state.artifacts import ArtifactStore
+from fourkagent.state.records import Score, Tree, TreeNode
 
 THUMB_SIDE = 120
 """Longest side of every search-tree node thumbnail (the whole image)."""
@@ -74,7 +75,7 @@ def fitted_uri(img: Image, quality: int, max_chars: int, shrink: bool = False) -
         img = fit(img, round(max(img.shape[:2]) * 0.8))
 
 
-def priority(tree: dict[str, Any], traj: list[dict[str, Any]]) -> list[str]:
+def priority(tree: Tree, traj: list[dict[str, Any]]) -> list[str]:
     """Node ids, the accepted path's first (root, then the trajectory), then the others in tree order."""
     root = [k for k, v in tree.items() if v.get("parent") is None]
     return list(dict.fromkeys(root + [t["node"] for t in traj if t["node"] in tree] + list(tree)))
@@ -95,7 +96,7 @@ class Images:
         except ArtifactError:
             return None
 
-    def prepare_thumbs(self, tree: dict[str, Any], order: list[str]) -> None:
+    def prepare_thumbs(self, tree: Tree, order: list[str]) -> None:
         """Encode the node thumbnails in ``order`` until the ``thumbs`` budget is spent."""
         spent = 0
         for nid in order:
@@ -126,7 +127,7 @@ class Crops:
             return None
         return self.region.box_in(size, self.work, CAND_MIN, CAND_MAX)
 
-    def _crop(self, node: dict[str, Any], cand: dict[str, Any]) -> Image | None:
+    def _crop(self, node: TreeNode, cand: Score) -> Image | None:
         img = self.images.image(cand.get("artifact"))
         box = self.box((int(node["width"]), int(node["height"])))
         if img is None or box is None:
@@ -138,7 +139,7 @@ class Crops:
             return resize(img[cy : cy + ch, cx : cx + cw], (w, h), "area")
         return img[y : y + h, x : x + w]
 
-    def prepare(self, tree: dict[str, Any], order: list[str]) -> None:
+    def prepare(self, tree: Tree, order: list[str]) -> None:
         spent = 0
         for nid in order:
             node = tree[nid]
@@ -162,7 +163,7 @@ class Crops:
                     f'{escape(str(c.get("tool")))}{mark}<br>Q {fmt(c.get("score"))}</figcaption></figure>'
                 )
 
-    def strip(self, nid: str, node: dict[str, Any]) -> str:
+    def strip(self, nid: str, node: TreeNode) -> str:
         """The note on the crop box and the candidates' crops side by side."""
         cands = node.get("candidates") or []
         box = self.box((int(node["width"]), int(node["height"])))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 from fourkagent import __version__, devices
 from fourkagent.planning.budget import Dropped, dropped_line
 from fourkagent.planning.search import path_nodes
+from fourkagent.state.records import FaceStage
 from fourkagent.state.schema import State
 
 
@@ -81,16 +82,18 @@ def budget_lines(timings: dict[str, Any]) -> list[str]:
     return lines
 
 
-def face_section(state: State) -> dict[str, Any]:
+def face_section(state: State) -> FaceStage:
     """The face stage record, always ``{status, reason, faces: [...], ...}``."""
-    rec = dict(state.get("faces") or {"status": "skipped", "reason": "face restoration disabled by the profile"})
+    # completed below: a checkpoint may hold an older record, or none
+    disabled = {"status": "skipped", "reason": "face restoration disabled by the profile"}
+    rec = cast(FaceStage, dict(state.get("faces") or disabled))
     rec.setdefault("status", "skipped")
     rec.setdefault("reason", "")
     rec["faces"] = list(rec.get("faces") or [])
     return rec
 
 
-def faces_line(faces: dict[str, Any]) -> str:
+def faces_line(faces: FaceStage) -> str:
     """One summary line for the face stage: status, reason and the experts chosen with their drift."""
     line = f"faces: {faces['status']} ({faces['reason']})"
     chosen = [
