@@ -1,6 +1,7 @@
 """The run's time budget: experts whose predicted cost breaks a step's share are dropped (at least the cheapest
-runs), the reports say what was dropped and why, a profile without a budget keeps the Fast4K rules, and a resumed
-run makes the same decisions (they follow the predicted costs in the state, not the clock)."""
+runs), the run's overheads (start-up, perception, scoring, faces, writing) are charged in the same ledger, the
+reports say what was dropped and why, a profile without a budget keeps the Fast4K rules, and a resumed run makes
+the same decisions (they follow the predicted costs in the state, not the clock)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from conftest import photo, write
 
 from fourkagent.context import Context
 from fourkagent.imaging import Image, resize
-from fourkagent.planning.budget import select, step_share
+from fourkagent.planning import budget
+from fourkagent.planning.budget import Overheads, charged, opening, select, step_share
 from fourkagent.profiles import load_profile
 from fourkagent.report.html import html_path_for
 from fourkagent.runner import resume, run
@@ -29,6 +31,49 @@ def _spec(name: str, category: str, per_mp: float | None, scale: int = 1, slow: 
 
 def _ident(img: Image) -> Image:
     return img
+
+
+@pytest.fixture(autouse=True)
+def no_overheads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The experts alone, unless a test sets overheads (the shipped ones are measured figures that change)."""
+    monkeypatch.setattr(budget, "overheads", Overheads)
+
+
+def _sr(name: str, per_mp: float) -> Tool:
+    return Tool(_spec(name, "super-resolution", per_mp, scale=4), _ident)
+
+
+def test_scoring_overhead_is_charged_a_step_keeps_fewer_experts(monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = [_sr("a", 0.1), _sr("b", 0.1), _sr("c", 0.1)]
+    profile = load_profile({"base": "FastGen4K-P", "time_budget_s": 2.0})
+    agenda, size, out_mp = ["super-resolution"], (256, 256), 1024 * 1024 / 1e6
+    assert len(select(tools, profile, agenda, size).tools) == 3  # 0.31 s of experts alone
+    monkeypatch.setattr(budget, "overheads", lambda: Overheads(sr_candidate_s_per_mp=0.8))
+    sel = select(tools, profile, agenda, size)  # each candidate 0.94 s with its scoring: two fit the 2 s
+    assert [t.name for t in sel.tools] == ["a", "b"]
+    (drop,) = sel.dropped
+    assert drop["tool"] == "c" and drop["predicted_s"] == round(0.9 * out_mp, 2)
+    assert drop["share_s"] == 2.0 and drop["share_left_s"] == round(2.0 - 2 * 0.9 * out_mp, 2)
+    assert charged(sel.tools, size) == pytest.approx(2 * 0.9 * out_mp)
+    monkeypatch.setattr(budget, "overheads", lambda: Overheads(sr_candidate_s_per_mp=0.8, step_s_per_mp=0.5))
+    sel = select(tools, profile, agenda, size)  # the step's own 0.52 s first: one candidate fits
+    assert [t.name for t in sel.tools] == ["a"] and sel.dropped[0]["share_left_s"] == round(2.0 - 1.4 * out_mp, 2)
+    assert charged(sel.tools, size) == pytest.approx(1.4 * out_mp)
+    huge = Overheads(sr_candidate_s_per_mp=50.0)
+    monkeypatch.setattr(budget, "overheads", lambda: huge)
+    assert [t.name for t in select(tools, profile, agenda, size).tools] == ["a"]  # the cheapest always runs
+
+
+def test_opening_charge_holds_the_runs_fixed_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    o = Overheads(start_s=3.0, perceive_s=1.0, perceive_s_per_mp=10.0, faces_s_per_mp=0.5, face_s=2.0,
+                  write_s_per_mp=0.25)
+    monkeypatch.setattr(budget, "overheads", lambda: o)
+    faces = load_profile({"base": "FastGen4K-P"})
+    no_faces = faces.model_copy(update={"face_restore": False})
+    inp, out = 256 * 256 / 1e6, 4096 * 4096 / 1e6
+    assert opening(no_faces, (256, 256), (4096, 4096), faces=1) == pytest.approx(4.0 + 10 * inp + 0.25 * out)
+    assert opening(faces, (256, 256), (4096, 4096), faces=1) == pytest.approx(
+        4.0 + 10 * inp + 0.75 * out + 2.0)
 
 
 def test_step_share_follows_the_output_megapixels_of_the_steps_left() -> None:
@@ -115,7 +160,8 @@ def test_run_drops_the_expert_that_breaks_the_budget_and_reports_it(tmp_path: Pa
     assert ran == [("denoising", "dn_cheap"), ("denoising", "dn_heavy"), ("super-resolution", "sr_cheap")]
     spent = 101.0 * 64 * 64 / 1e6 + 0.01 * 256 * 256 / 1e6
     assert report["timings"]["budget"]["predicted_spent_s"] == pytest.approx(spent, abs=1e-3)
-    line = "dropped at super-resolution: sr_heavy (9.8 s predicted > 9.6 s left of the step's 9.6 s share)"
+    line = ("dropped at super-resolution: sr_heavy (9.8 s predicted, scoring included > 9.6 s left of the step's "
+            "9.6 s share)")
     assert line in res["summary"]
     assert "time budget: 0.4 of 10 s predicted" in res["summary"]
     page = html_path_for(res["output_path"]).read_text(encoding="utf-8")
@@ -136,3 +182,18 @@ def test_resumed_run_makes_the_same_decisions(tmp_path: Path) -> None:
     assert _drops(a) == _drops(b) and [d["tool"] for d in _drops(b)] == ["sr_heavy"]
     assert a["timings"]["budget"]["predicted_spent_s"] == b["timings"]["budget"]["predicted_spent_s"]
     assert (tmp_path / "ref.png").read_bytes() == (tmp_path / "victim.png").read_bytes()
+
+
+def test_run_charges_its_overheads_in_the_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up and perception open the ledger, each candidate's scoring is charged: with 6 s of fixed costs only
+    the cheap SR expert fits what is left, and the report's predicted total holds them all."""
+    monkeypatch.setattr(budget, "overheads", lambda: Overheads(start_s=5.0, perceive_s=1.0, candidate_s_per_mp=2.0,
+                                                                 sr_candidate_s_per_mp=4.0))
+    src = write(tmp_path, "in.png", np.ascontiguousarray(photo("coffee")[100:164, 200:264]))
+    res = run(str(src), str(tmp_path / "out.png"), PROFILE, registry=_registry())
+    report = json.loads(Path(res["report_path"]).read_text())
+    ran = [(r["step"], r["tool"]) for r in report["timings"]["tool_runs"]]
+    assert ran == [("denoising", "dn_cheap"), ("super-resolution", "sr_cheap")]  # dn_heavy breaks its 0.24 s share
+    inp, out = 64 * 64 / 1e6, 256 * 256 / 1e6
+    spent = 6.0 + (1.0 + 2.0) * inp + (0.01 + 4.0) * out
+    assert report["timings"]["budget"]["predicted_spent_s"] == pytest.approx(spent, abs=2e-3)

@@ -18,6 +18,7 @@ from fourkagent.faces.pipeline import reference_faces
 from fourkagent.nodes._common import RuntimeNode, timed
 from fourkagent.perception.offline import describe, factor_aware, perceive_offline
 from fourkagent.perception.vlm import perceive_vlm
+from fourkagent.planning import budget
 from fourkagent.planning.agenda import output_size, upscale_factor
 from fourkagent.planning.search import ROOT
 from fourkagent.profiles import load_profile
@@ -126,6 +127,9 @@ def _perceive(state: State, runtime: Runtime[Context], registry: ToolRegistry | 
     }
     if profile.face_restore:  # identity references
         update["face_refs"] = cast(FaceRefs, reference_faces(img))
+    refs = update.get("face_refs")  # the budget's ledger opens with the run's fixed costs
+    faces = len(refs.get("faces", [])) if refs else 0
+    update["budget_spent_s"] = round(budget.opening(profile, img.shape[:2], size, faces), 3)
     return update
 
 

@@ -1,20 +1,26 @@
 """Which experts a step may run: the run's time budget, or the reference's Fast4K rules.
 
-**Time budget** (profile ``time_budget_s``). Every tool carries its measured cost, ``seconds_per_mp`` (seconds per
-output megapixel on the machine named in ``fourkagent/data/tool_costs.json``), so its cost on a step is predicted
-from the step's output size. The run's budget is shared among the steps still on the agenda in proportion to
-their output megapixels (a ×4 step to 4096² gets 16 times the share of the ×4 step before it, as it costs 16 times
-as much per tool), and a step keeps its experts cheapest first while their predicted costs add up to its share;
-the cheapest is always kept. Tools without a measured cost are kept and cost nothing in the ledger.
+**Time budget** (profile ``time_budget_s``): seconds for the whole run as the user waits for it, start-up to the
+written output. Every tool carries its measured cost, ``seconds_per_mp`` (seconds per output megapixel on the
+machine named in ``fourkagent/data/tool_costs.json``), so its cost on a step is predicted from the step's output
+size; the same file's ``overheads``, measured the same way (``benchmarks/tool_costs.py --overheads``), predict
+what the run spends around the experts (:class:`Overheads`). The ledger (``State.budget_spent_s``) opens at
+perceive with the run's fixed costs: start-up, perception of the input, the face stage and writing the output at
+the planned output size (:func:`opening`). What is left is shared among the steps still on the agenda in
+proportion to their output megapixels (a ×4 step to 4096² gets 16 times the share of the ×4 step before it, as it
+costs 16 times as much per tool); a step first pays its own overhead (measuring its input for Q-MoE), then keeps
+its experts cheapest first while their costs — each expert's run plus validating, storing and scoring its
+candidate — add up to the rest of its share. The cheapest is always kept. A tool without a measured cost is kept;
+only its candidate's overhead is charged.
 
-**Deterministic by design.** What a step has "spent" is the *predicted* cost of the experts it ran
-(``State.budget_spent_s``), never their measured wall time. Live timing would make the same input take other
-paths on a loaded and an idle machine, make a resumed run differ from an uninterrupted one (the checkpoint holds
-the earlier steps' decisions, but the steps after the resume point would see other timings), and make tests
-depend on the clock. With predicted costs the decisions are a function of the state alone: a resume, a replay
-and a test make the same ones. The price: a run on a slower or busier machine overruns the budget in proportion
-(the report shows predicted and measured seconds side by side), and the budget covers the experts only, not
-perception, scoring, the face stage or writing the output.
+**Deterministic by design.** What a step has "spent" is the *predicted* cost of the experts it ran and of their
+overheads, never their measured wall time. Live timing would make the same input take other paths on a loaded and
+an idle machine, make a resumed run differ from an uninterrupted one (the checkpoint holds the earlier steps'
+decisions, but the steps after the resume point would see other timings), and make tests depend on the clock.
+With predicted costs the decisions are a function of the state alone: a resume, a replay and a test make the same
+ones. The price: a run on a slower or busier machine overruns the budget in proportion (the report shows
+predicted and measured seconds side by side). Not predicted: rollbacks (a failed step's retries are charged as
+they come, so later steps get less), SURE's extra denoiser probe, and the OS's own start-up of Python.
 
 **Fast4K** (profile ``fast4k`` without a budget): the reference's rule drops tools marked slow when the image's
 long side reaches ``fast4k_side_threshold``, and a slow tool whose predicted cost for the step exceeds
@@ -23,14 +29,52 @@ long side reaches ``fast4k_side_threshold``, and a slow tool whose predicted cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import json
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from typing_extensions import TypedDict
 
 from fourkagent.profiles import Profile
-from fourkagent.tools.base import Tool
+from fourkagent.tools.base import COSTS_FILE, Tool
 from fourkagent.vocabulary import step_scale
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """What a run spends besides its experts, measured like the tools' costs (``overheads`` in the costs file;
+    zero where missing). ``_mp``: per megapixel of the size named."""
+
+    start_s: float = 0.0
+    """Process start to the first node: imports, the graph, the tool registry."""
+    perceive_s: float = 0.0
+    perceive_s_per_mp: float = 0.0
+    """Perception of the input (detectors, NR-IQA, reference faces when the profile restores faces), fixed
+    seconds plus seconds per input megapixel."""
+    step_s_per_mp: float = 0.0
+    """Per step: Q-MoE measuring the step's input (its reference), per output megapixel."""
+    candidate_s_per_mp: float = 0.0
+    """Per candidate of a restoration step: validating and storing it, and scoring it, per output megapixel."""
+    sr_candidate_s_per_mp: float = 0.0
+    """Per candidate of an SR step: the same plus the AdaIN colour fix, per output megapixel."""
+    faces_s_per_mp: float = 0.0
+    """The face stage's detection on the result, per output megapixel (profiles that restore faces)."""
+    face_s: float = 0.0
+    """Restoring one face (each face found in the input)."""
+    write_s_per_mp: float = 0.0
+    """finalize: the output file, the JSON and HTML reports, per output megapixel."""
+
+
+@functools.cache
+def overheads() -> Overheads:
+    """The measured overheads (all zero if the costs file has none or is unreadable)."""
+    try:
+        raw = json.loads(COSTS_FILE.read_text(encoding="utf-8")).get("overheads") or {}
+        known = {f.name for f in fields(Overheads)}
+        return Overheads(**{k: float(v) for k, v in raw.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return Overheads()
 
 
 class Dropped(TypedDict):
@@ -42,11 +86,13 @@ class Dropped(TypedDict):
     """``budget``: its predicted cost broke the step's share of the run budget; ``side``: Fast4K's long-side
     threshold; ``step``: Fast4K's per-step seconds."""
     predicted_s: float | None
-    """Its predicted seconds for this step (None: no measured cost)."""
+    """Its predicted seconds for this step (None: no measured cost); under the budget rule with its candidate's
+    validation, storing and scoring."""
     share_s: float | None
     """What the step could spend (budget rule) or the step limit (``step`` rule)."""
     share_left_s: float | None
-    """What was left of the step's share after the cheaper experts kept before it (budget rule only)."""
+    """What was left of the step's share after its overhead and the cheaper experts kept before it (budget rule
+    only)."""
     budget_left_s: float | None
     """The run's budget left before this step (budget rule only)."""
 
@@ -59,15 +105,48 @@ class Selection:
     dropped: list[Dropped]
 
 
+def _mp(size: tuple[int, int], scale: int = 1) -> float:
+    return size[0] * size[1] * scale**2 / 1e6
+
+
 def predicted_seconds(tool: Tool, size: tuple[int, int]) -> float | None:
     """The tool's measured cost for an input of ``size`` (h, w), where its ``seconds_per_mp`` is known."""
     per_mp = tool.spec.seconds_per_mp
-    return None if per_mp is None else per_mp * size[0] * size[1] * tool.spec.scale**2 / 1e6
+    return None if per_mp is None else per_mp * _mp(size, tool.spec.scale)
+
+
+def candidate_seconds(tool: Tool, size: tuple[int, int]) -> float:
+    """Predicted seconds of one candidate besides the tool: validating, storing and scoring it (+ the colour fix
+    of SR outputs)."""
+    o = overheads()
+    return (o.sr_candidate_s_per_mp if tool.spec.scale > 1 else o.candidate_s_per_mp) * _mp(size, tool.spec.scale)
+
+
+def expert_seconds(tool: Tool, size: tuple[int, int]) -> float:
+    """What keeping ``tool`` on a step costs the budget: its run (zero if unmeasured) and its candidate's."""
+    return (predicted_seconds(tool, size) or 0.0) + candidate_seconds(tool, size)
+
+
+def step_seconds(size: tuple[int, int], scale: int) -> float:
+    """A step's own overhead on an input of ``size`` (h, w) going ×``scale``: Q-MoE measuring its input."""
+    return overheads().step_s_per_mp * _mp(size, scale)
 
 
 def charged(tools: list[Tool], size: tuple[int, int]) -> float:
-    """What running ``tools`` on an input of ``size`` costs the budget (unknown costs count zero)."""
-    return sum(predicted_seconds(t, size) or 0.0 for t in tools)
+    """What a step running ``tools`` on an input of ``size`` costs the budget: the step's overhead and every
+    expert's run and candidate (unknown tool costs count zero)."""
+    if not tools:
+        return 0.0
+    return step_seconds(size, max(t.spec.scale for t in tools)) + sum(expert_seconds(t, size) for t in tools)
+
+
+def opening(profile: Profile, size: tuple[int, int], out_size: tuple[int, int], faces: int = 0) -> float:
+    """The ledger's opening charge for an input of ``size`` (h, w) written at ``out_size`` (either order): the
+    run's fixed costs — start-up, perception, the face stage (``faces`` found in the input) and writing."""
+    o = overheads()
+    out = _mp(out_size)
+    face = o.faces_s_per_mp * out + o.face_s * faces if profile.face_restore else 0.0
+    return o.start_s + o.perceive_s + o.perceive_s_per_mp * _mp(size) + face + o.write_s_per_mp * out
 
 
 def step_share(left: float, agenda: list[str], size: tuple[int, int]) -> float:
@@ -82,12 +161,12 @@ def step_share(left: float, agenda: list[str], size: tuple[int, int]) -> float:
 
 
 def _by_budget(tools: list[Tool], step: str, share: float, left: float, size: tuple[int, int]) -> Selection:
-    known = sorted((t for t in tools if t.spec.seconds_per_mp is not None), key=lambda t: predicted_seconds(t, size))
+    known = sorted((t for t in tools if t.spec.seconds_per_mp is not None), key=lambda t: expert_seconds(t, size))
     kept = [t for t in tools if t.spec.seconds_per_mp is None]
+    total = step_seconds(size, step_scale(step)) + sum(candidate_seconds(t, size) for t in kept)
     dropped: list[Dropped] = []
-    total = 0.0
     for i, t in enumerate(known):
-        cost = predicted_seconds(t, size) or 0.0
+        cost = expert_seconds(t, size)
         if i == 0 or total + cost <= share:  # the cheapest measured expert always runs
             kept.append(t)
             total += cost
@@ -96,8 +175,6 @@ def _by_budget(tools: list[Tool], step: str, share: float, left: float, size: tu
                                    share_s=round(share, 2), share_left_s=round(share - total, 2),
                                    budget_left_s=round(left, 2)))
     return Selection(sorted(kept, key=tools.index), dropped)
-
-
 def _by_fast4k(tools: list[Tool], step: str, profile: Profile, size: tuple[int, int]) -> Selection:
     large = max(size) >= profile.fast4k_side_threshold
     limit = profile.fast4k_step_seconds
@@ -128,10 +205,12 @@ def select(tools: list[Tool], profile: Profile, agenda: list[str], size: tuple[i
 
 
 def dropped_line(d: Dropped) -> str:
-    """``sr_realesrgan_x4 (268.4 s predicted > 27.8 s left of the step's 51.8 s share)`` and the like."""
+    """``sr_realesrgan_x4 (268.4 s predicted, scoring included > 27.8 s left of the step's 51.8 s share)`` and
+    the like."""
     pred = "cost unknown" if d["predicted_s"] is None else f"{d['predicted_s']:.1f} s predicted"
     if d["rule"] == "budget":
-        return f"{d['tool']} ({pred} > {d['share_left_s']:.1f} s left of the step's {d['share_s']:.1f} s share)"
+        return (f"{d['tool']} ({pred}, scoring included > {d['share_left_s']:.1f} s left of the step's "
+                f"{d['share_s']:.1f} s share)")
     if d["rule"] == "step":
         return f"{d['tool']} ({pred} > {d['share_s']:.0f} s Fast4K step limit)"
     return f"{d['tool']} (Fast4K: slow tool, long side ≥ threshold)"

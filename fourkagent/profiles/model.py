@@ -46,8 +46,10 @@ class Profile(BaseModel):
     """Fast4K also drops a slow expert whose measured cost (seconds per output megapixel on 2 CPU cores × the
     step's output megapixels) exceeds this, whatever the input's side."""
     time_budget_s: float | None = Field(None, gt=0, validation_alias=_alias("time_budget_s"))
-    """Predicted seconds the run's experts may take; each step keeps its cheapest experts within its share
-    (:mod:`fourkagent.planning.budget`). When set, it replaces the Fast4K rules above."""
+    """Predicted seconds the whole run may take, start-up to the written output: the run's overheads
+    (perception, Q-MoE scoring per candidate, the face stage, writing) are charged first, and each step keeps its
+    cheapest experts within what is left of its share (:mod:`fourkagent.planning.budget`). When set, it replaces
+    the Fast4K rules above."""
     with_rollback: bool = True
     scorer: str = Field("offline", validation_alias=_alias("scorer", "Reflection"))
     """offline (default, no downloads) | paper (HPSv2.1 + NR-IQA mix; reference name hpsv2+metric)

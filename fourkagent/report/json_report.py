@@ -74,7 +74,7 @@ def budget_lines(timings: dict[str, Any]) -> list[str]:
     b = timings.get("budget") or {}
     if b.get("time_budget_s") is not None:
         lines.append(f"time budget: {b['predicted_spent_s']:.1f} of {b['time_budget_s']:.0f} s predicted for the "
-                     f"experts (they took {timings['total_tools']:.1f} s)")
+                     f"run, overheads included (its experts took {timings['total_tools']:.1f} s)")
     by_step: dict[str, list[str]] = defaultdict(list)
     for d in timings.get("dropped") or []:
         by_step[d["step"]].append(dropped_line(d))
