@@ -72,8 +72,9 @@ def test_opening_charge_holds_the_runs_fixed_costs(monkeypatch: pytest.MonkeyPat
     no_faces = faces.model_copy(update={"face_restore": False})
     inp, out = 256 * 256 / 1e6, 4096 * 4096 / 1e6
     assert opening(no_faces, (256, 256), (4096, 4096), faces=1) == pytest.approx(4.0 + 10 * inp + 0.25 * out)
-    assert opening(faces, (256, 256), (4096, 4096), faces=1) == pytest.approx(
-        4.0 + 10 * inp + 0.75 * out + 2.0)
+    assert opening(faces, (256, 256), (4096, 4096), faces=2) == pytest.approx(4.0 + 10 * inp + 0.75 * out + 4.0)
+    # none found in the input: one is reserved, as the result may show one the noise hid
+    assert opening(faces, (256, 256), (4096, 4096), faces=0) == pytest.approx(4.0 + 10 * inp + 0.75 * out + 2.0)
 
 
 def test_step_share_follows_the_output_megapixels_of_the_steps_left() -> None:

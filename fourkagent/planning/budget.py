@@ -142,10 +142,12 @@ def charged(tools: list[Tool], size: tuple[int, int]) -> float:
 
 def opening(profile: Profile, size: tuple[int, int], out_size: tuple[int, int], faces: int = 0) -> float:
     """The ledger's opening charge for an input of ``size`` (h, w) written at ``out_size`` (either order): the
-    run's fixed costs — start-up, perception, the face stage (``faces`` found in the input) and writing."""
+    run's fixed costs — start-up, perception, the face stage and writing. The face stage is charged for the
+    ``faces`` found in the input, and at least one: a face the degraded input hides may be found on the result
+    (the demo's noisy 256² astronaut), and an unused reserve costs experts, not time."""
     o = overheads()
     out = _mp(out_size)
-    face = o.faces_s_per_mp * out + o.face_s * faces if profile.face_restore else 0.0
+    face = o.faces_s_per_mp * out + o.face_s * max(1, faces) if profile.face_restore else 0.0
     return o.start_s + o.perceive_s + o.perceive_s_per_mp * _mp(size) + face + o.write_s_per_mp * out
 
 
