@@ -206,13 +206,18 @@ def select(tools: list[Tool], profile: Profile, agenda: list[str], size: tuple[i
     return Selection(list(tools), [])
 
 
+def _secs(x: float | None) -> str:
+    """Seconds with one decimal, two below 1 s (``0.12 > 0.07``, not ``0.1 > 0.1``)."""
+    return "?" if x is None else f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
+
+
 def dropped_line(d: Dropped) -> str:
     """``sr_realesrgan_x4 (268.4 s predicted, scoring included > 27.8 s left of the step's 51.8 s share)`` and
     the like."""
-    pred = "cost unknown" if d["predicted_s"] is None else f"{d['predicted_s']:.1f} s predicted"
+    pred = "cost unknown" if d["predicted_s"] is None else f"{_secs(d['predicted_s'])} s predicted"
     if d["rule"] == "budget":
-        return (f"{d['tool']} ({pred}, scoring included > {d['share_left_s']:.1f} s left of the step's "
-                f"{d['share_s']:.1f} s share)")
+        return (f"{d['tool']} ({pred}, scoring included > {_secs(d['share_left_s'])} s left of the step's "
+                f"{_secs(d['share_s'])} s share)")
     if d["rule"] == "step":
         return f"{d['tool']} ({pred} > {d['share_s']:.0f} s Fast4K step limit)"
     return f"{d['tool']} (Fast4K: slow tool, long side ≥ threshold)"
