@@ -93,13 +93,14 @@ REAL_CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "defocus deblurring": (("blur", "blur", "blur+noise"), ("mild", "sensor")),
     "motion deblurring": (("shake", "shake"), ("mild", "blur")),
     "dehazing": (("haze", "haze"), ("mild", "sensor", "jpeg")),
-    "deraining": (("rain", "rain"), ("mild", "sensor", "jpeg")),
+    "deraining": (("rain", "rain"), ("mild", "sensor", "jpeg", "noise")),
     "brightening": (("dark", "dark"), ("mild", "sensor")),
 }
 """Per restoration step, the realistic degradations (``degrade_real.real_degraded``) it is fitted to undo, and
 its false alarms: inputs with another degradation or none (``mild``: a good camera's file), where the right
 decision is mostly to do nothing — a naturally misty landscape "dehazed" lost 12–17 dB in the end-to-end
-validation benchmark with models fitted on textbook degradations only."""
+validation benchmark with models fitted on textbook degradations only. Deraining's alarms include Gaussian noise:
+perception reported rain on noisy small inputs, and the deraining step derained 2 such test cases at −3 to −4.5 dB."""
 
 
 def real_cases(clean: Image, seed: int = 0) -> list[tuple[str, int, Image, Image, bool]]:
