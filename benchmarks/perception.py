@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import pickle
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,192 @@ def synthesize(img: np.ndarray, spec: dict[str, int], seed: int = 0,
     return out
 
 
+# ------------------------------------------------------------------ realistic cases (fourkagent.degrade_real)
+
+REAL_ORDER = ("preblur", "downscale", "haze", "shake", "blur", "rain", "dark", "mild", "sensor", "noise", "jpeg")
+"""Capture order of the realistic stages: ``preblur`` + ``downscale`` make a ×4 small input from a large crop (as
+``degrade_real.small_degraded`` does for ``benchmarks/realworld.py``), then the scene (depth haze), the camera
+(shake, a soft lens), rain near the lens, exposure (low light), the sensor and the file (JPEG)."""
+REAL_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "preblur": {"sigma": (0.8, 2.8)}, "haze": {"beta": (0.3, 2.2), "airlight": (0.75, 0.95)},
+    "shake": {"length": (4.0, 20.0), "noise": (0.5, 3.0)}, "blur": {"sigma": (0.8, 2.8)},
+    "rain": {"density": (0.0015, 0.007)}, "dark": {"exposure": (0.04, 0.4)},
+    "mild": {"photons": (400.0, 1500.0), "quality": (85, 95)}, "sensor": {"photons": (15.0, 600.0)},
+    "noise": {"sigma": (3.0, 30.0)}, "jpeg": {"quality": (25, 95)},
+}
+"""Strengths drawn per realistic stage (uniform; ``dark`` exposure and ``sensor`` photons log-uniform): wider than
+``degrade_real``'s ``training`` ranges so that each kind has cases on both sides of its ground-truth boundary."""
+REAL_TRUTH_BOUNDS: dict[str, tuple[str, float, float, bool]] = {
+    "noise": ("sigma_real", 12.0, 18.0, True),
+    "motion blur": ("shake_length", 10.0, 14.0, True),
+    "defocus blur": ("blur_sigma", 1.25, 2.0, True),
+    "haze": ("haze_beta", 0.7, 1.0, True),
+    "rain": ("rain_density", 0.0025, 0.003, True),
+    "dark": ("dark_exposure", 0.1, 0.2, False),
+    "jpeg compression artifact": ("jpeg_quality", 30.0, 40.0, False),
+}
+"""Ground truth of a realistic case per kind: ``(measure, lo, hi, larger_is_present)``. With ``larger_is_present``
+the kind is present (1) iff the measure is >= ``hi``, absent (0) iff <= ``lo`` (or the stage is not there), and
+ambiguous (-1, left out of that kind's fit and scores) in between; otherwise mirrored (present iff <= ``lo``).
+The bounds sit between the textbook levels 2 (absent) and 3 (present) of :data:`fourkagent.degrade.LEVELS`:
+
+- noise: ``sigma_real``, the realised noise σ (0-255) of the noise stage (Gaussian, Bayer sensor noise after
+  demosaicing, the good camera's ``mild`` noise, camera shake's own noise): the standard deviation of that stage's
+  output minus the same stage without noise, on the case's image (textbook σ 10 / 20);
+- motion blur: camera-shake trajectory extent in px (textbook linear length 9 / 15);
+- defocus blur: Gaussian blur σ of a soft lens (a pillbox of radius r has σ = r / 2: textbook r 2.5 / 4); camera
+  shake longer than 10 px is ambiguous for defocus (a curled trajectory is a blob);
+- haze: depth-haze β (depth 0.2-1; textbook β 0.6 / 1.0 over depth 0.3-1);
+- rain: streak-rain density (textbook 0.002 / 0.004 with shorter streaks);
+- dark: low-light exposure in linear light, judged at the bright end like the detector (exposure e maps white to
+  e^(1/2.2): e 0.1 -> 0.35 = textbook level 3's white, e 0.2 -> 0.48, about level 2's 0.5); noise in low light is
+  ambiguous (-1: it is the exposure's own shot noise);
+- JPEG: quality (textbook q 40 / 25; the detectors' own boundary is about q 32);
+- low resolution: short side <= 133 px (the detectors' tiny-image rule, as for the textbook cases); a soft lens of
+  σ >= 1.25 at full size is ambiguous (-1); a ×4 input's pre-blur (σ/4 px at its size) counts as nothing.
+
+``mild`` (a good camera's file: faint sensor noise and JPEG q 85-95) and ``clean`` are absent in every kind but
+low resolution's tiny-image rule."""
+TINY_SIDE = 133
+"""Short sides up to this are "low resolution" (the detectors' tiny-image rule)."""
+REAL_SINGLES = ("mild", "sensor", "noise", "jpeg", "shake", "blur", "haze", "rain", "dark")
+REAL_COMBOS: tuple[tuple[str, ...], ...] = (
+    ("sensor", "jpeg"), ("noise", "jpeg"), ("haze", "sensor"), ("haze", "jpeg"), ("shake", "sensor"),
+    ("shake", "jpeg"), ("rain", "jpeg"), ("rain", "sensor"), ("haze", "rain"), ("dark", "jpeg"), ("blur", "noise"),
+    ("haze", "shake"), ("shake", "rain", "jpeg"), ("haze", "sensor", "jpeg"),
+)
+"""Realistic combinations (applied in :data:`REAL_ORDER`)."""
+REAL_SMALL = (("mild",), ("mild",), ("noise",), ("noise",), ("sensor",), ("sensor",), ("sensor",), ("jpeg",),
+              ("jpeg",), ("sensor", "jpeg"), ("sensor", "jpeg"), ("noise", "jpeg"), ("preblur",),
+              ("preblur", "noise"), ("haze",), ("rain",))
+"""Stages of the ×4 small inputs (after ``downscale``): the ``benchmarks/realworld.py`` families (clean is added
+separately), a good camera's file, and one haze and one rain case."""
+FALSE_ALARM_STAGES = frozenset({"mild", "sensor", "noise", "jpeg", "preblur", "downscale"})
+"""A realistic case made only of these stages (or none) has neither rain nor haze: its rain / haze verdicts are
+the false alarms ``--realistic`` counts (noisy, JPEG'd, mild and clean inputs)."""
+
+
+def draw_realistic(stages: Sequence[str], rng: np.random.Generator) -> dict[str, dict[str, float]]:
+    """Strengths for ``stages`` drawn from :data:`REAL_RANGES` (``downscale`` is ×4), in :data:`REAL_ORDER`."""
+    out: dict[str, dict[str, float]] = {}
+    for st in sorted(stages, key=REAL_ORDER.index):
+        if st == "downscale":
+            out[st] = {"factor": 4}
+            continue
+        p = {}
+        for name, (lo, hi) in REAL_RANGES[st].items():
+            if isinstance(lo, int):
+                p[name] = int(rng.integers(lo, hi + 1))
+            elif (st, name) in (("dark", "exposure"), ("sensor", "photons")):
+                p[name] = round(float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), 4)
+            else:
+                p[name] = round(float(rng.uniform(lo, hi)), 5)
+        out[st] = p
+    return out
+
+
+def realistic(img: np.ndarray, stages: dict[str, dict[str, float]], seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Apply realistic ``stages`` (:func:`draw_realistic`) in :data:`REAL_ORDER`; quantised to 8 bits like a file.
+
+    Returns the image and the measures the ground truth reads (:data:`REAL_TRUTH_BOUNDS`)."""
+    from fourkagent.degrade_real import _gaussian_blur, camera_shake, depth_haze, low_light, sensor_noise, streak_rain
+    from fourkagent.imaging import as_image, to_uint8
+
+    out, m = as_image(img), {}
+    for st, p in sorted(stages.items(), key=lambda kv: REAL_ORDER.index(kv[0])):
+        if st == "preblur":
+            out = _gaussian_blur(out, p["sigma"])
+        elif st == "downscale":
+            out = degrade.downscale(out, int(p["factor"]))
+        elif st == "haze":
+            out, m["haze_beta"] = depth_haze(out, p["beta"], p["airlight"], seed=seed), p["beta"]
+        elif st == "shake":
+            clean = out
+            out = camera_shake(clean, p["length"], p["noise"], seed=seed)
+            m["shake_length"], m["sigma_real"] = p["length"], p["noise"]
+        elif st == "blur":
+            out, m["blur_sigma"] = _gaussian_blur(out, p["sigma"]), p["sigma"]
+        elif st == "rain":
+            out, m["rain_density"] = streak_rain(out, p["density"], seed=seed), p["density"]
+        elif st == "dark":
+            out, m["dark_exposure"] = low_light(out, p["exposure"], seed=seed), p["exposure"]
+        elif st in ("mild", "sensor"):
+            ref = sensor_noise(out, photons=1e9, read=0.0, quality=0, seed=seed)  # the same pipeline, no noise
+            out = sensor_noise(out, photons=p["photons"], quality=0, seed=seed)
+            m["sigma_real"] = round(float(np.std(out - ref)) * 255.0, 3)
+            if st == "mild":
+                out = degrade.jpeg(out, int(p["quality"]))
+        elif st == "noise":
+            ref = out
+            out = degrade.add_noise(out, p["sigma"], seed=seed)
+            m["sigma_real"] = round(float(np.std(out - ref)) * 255.0, 3)
+        elif st == "jpeg":
+            out, m["jpeg_quality"] = degrade.jpeg(out, int(p["quality"])), p["quality"]
+    return as_image(to_uint8(out)), m
+
+
+def realistic_truth(stages: dict[str, dict[str, float]], measures: dict[str, float], short: int) -> dict[str, int]:
+    """Ground truth of a realistic case per kind: 1 present, 0 absent, -1 ambiguous (see
+    :data:`REAL_TRUTH_BOUNDS`)."""
+    y: dict[str, int] = {}
+    for kind, (key, lo, hi, larger) in REAL_TRUTH_BOUNDS.items():
+        v = measures.get(key)
+        if v is None:
+            y[kind] = 0
+        elif larger:
+            y[kind] = 1 if v >= hi else 0 if v <= lo else -1
+        else:
+            y[kind] = 1 if v <= lo else 0 if v >= hi else -1
+    if "dark" in stages:
+        y["noise"] = -1
+    if measures.get("shake_length", 0.0) > 10.0 and y["defocus blur"] == 0:
+        y["defocus blur"] = -1
+    soft = measures.get("blur_sigma", 0.0) >= 1.25
+    y["low resolution"] = 1 if short <= TINY_SIDE else -1 if soft else 0
+    return {k: y[k] for k in KINDS}
+
+
+def realistic_views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray, bool]]:
+    """Views of one photo for realistic cases: ``(name, image, x4)``: crops at native scale (512, 256 and a small
+    96-200 px one), a 256-px crop of the half-size photo, and two ×4 inputs (``x4``: downscaled later by the
+    cases' ``downscale`` stage) from a 384-px crop (96 px, as ``benchmarks/realworld.py``) and a 400-800 px one."""
+
+    def crop(a: np.ndarray, side: int) -> np.ndarray:
+        h, w = a.shape[:2]
+        sh, sw = min(side, h), min(side, w)
+        y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        return np.ascontiguousarray(a[y : y + sh, x : x + sw])
+
+    h, w = img.shape[:2]
+    half = resize(img, (w // 2, h // 2), "area")
+    return [("native512", crop(img, 512), False), ("native256", crop(img, 256), False),
+            ("half256", crop(half, 256), False), ("small", crop(img, int(rng.integers(96, 201))), False),
+            ("x4_96", crop(img, 384), True), ("x4", crop(img, int(rng.integers(400, 801))), True)]
+
+
+def realistic_specs(x4: bool, rng: np.random.Generator, n_combos: int = 4) -> list[tuple[str, ...]]:
+    """The stage lists of one view: clean, every single stage (noise-like and ambiguous-prone ones twice), and
+    ``n_combos`` random :data:`REAL_COMBOS`; for a ×4 view :data:`REAL_SMALL` (all after ``downscale``)."""
+    if x4:
+        return [("downscale",)] + [("downscale", *s) for s in REAL_SMALL]
+    singles = [(s,) for s in REAL_SINGLES] + [(s,) for s in ("mild", "sensor", "jpeg", "shake", "haze", "rain", "dark")]
+    combos = [REAL_COMBOS[int(i)] for i in rng.choice(len(REAL_COMBOS), n_combos, replace=False)]
+    return [()] + singles + combos
+
+
+def realistic_cases(name: str, img: np.ndarray, seed: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """Every realistic case of one photo and seed: (metadata row with ``stages``, ``measures``, ``truth``; image)."""
+    rng = np.random.default_rng([seed, sum(map(ord, name)), 7])
+    for vi, (view, base, x4) in enumerate(realistic_views(img, rng)):
+        for ci, st in enumerate(realistic_specs(x4, rng)):
+            stages = draw_realistic(st, rng)
+            case_seed = seed * 100000 + vi * 1000 + ci
+            deg, measures = realistic(base, stages, seed=case_seed)
+            short = int(min(deg.shape[:2]))
+            yield {"photo": name, "view": view, "stages": stages, "measures": measures, "seed": case_seed,
+                   "short": short, "truth": realistic_truth(stages, measures, short)}, deg
+
+
 def build_cases(photos: list[str], rng: np.random.Generator, n_pairs: int) -> list[tuple[str, dict[str, int]]]:
     cases: list[tuple[str, dict[str, int]]] = [(p, {}) for p in photos]
     for p in photos:
@@ -159,15 +346,105 @@ def score_table(title: str, cases: list[tuple[str, dict[str, int]]], preds: list
     return errors
 
 
+def realistic_table(title: str, metas: list[dict], preds: list[set[str]]) -> dict[str, float]:
+    """Print per-kind P/R/F1 of realistic cases (ambiguous labels left out; all, full-size views, ×4 inputs) and
+    the rain / haze false-alarm rates; returns the summary numbers."""
+    groups = {"all": lambda m: True, "full-size": lambda m: "downscale" not in m["stages"],
+              "x4 small": lambda m: "downscale" in m["stages"]}
+    print(f"\n== {title}")
+    print(f"{'kind':<28}{'TP':>5}{'FP':>5}{'FN':>5}{'prec':>8}{'recall':>8}{'F1':>7}{'F1 full-size':>14}"
+          f"{'F1 x4 small':>13}")
+    summary: dict[str, float] = {}
+    f1s = {g: [] for g in groups}
+    for k in KINDS:
+        cells = {}
+        for g, on in groups.items():
+            tp = sum(1 for m, p in zip(metas, preds) if on(m) and m["truth"][k] == 1 and k in p)
+            fp = sum(1 for m, p in zip(metas, preds) if on(m) and m["truth"][k] == 0 and k in p)
+            fn = sum(1 for m, p in zip(metas, preds) if on(m) and m["truth"][k] == 1 and k not in p)
+            f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+            cells[g] = (tp, fp, fn, tp / max(1, tp + fp), tp / max(1, tp + fn), f1)
+            if tp + fn > 0:  # a kind with no present case in the group has no F1 there
+                f1s[g].append(f1)
+        tp, fp, fn, pr, rc, f1 = cells["all"]
+        has = {g: any(on(m) and m["truth"][k] == 1 for m in metas) for g, on in groups.items()}
+        cols = "".join(f"{cells[g][5]:>{w}.3f}" if has[g] else f"{'-':>{w}}" for g, w in (("full-size", 14),
+                                                                                          ("x4 small", 13)))
+        print(f"{k:<28}{tp:>5}{fp:>5}{fn:>5}{pr:>8.3f}{rc:>8.3f}{f1:>7.3f}{cols}")
+        summary[f"f1:{k}"] = f1
+    print(f"{'macro F1 (kinds with present cases)':<50}{np.mean(f1s['all']):>15.3f}{np.mean(f1s['full-size']):>14.3f}"
+          f"{np.mean(f1s['x4 small']):>13.3f}")
+    summary["macro_f1"] = float(np.mean(f1s["all"]))
+
+    def fa_group(m: dict) -> str | None:
+        st = set(m["stages"]) - {"downscale", "preblur"}
+        if not set(m["stages"]) <= FALSE_ALARM_STAGES:
+            return None
+        return "noisy / JPEG" if st & {"sensor", "noise", "jpeg"} else "mild / clean"
+
+    print("false alarms (cases without rain or haze): reported rate")
+    print(f"{'inputs':<30}{'n':>5}{'rain':>8}{'haze':>8}")
+    for name in ("noisy / JPEG", "mild / clean"):
+        for size, on in (("all sizes", groups["all"]), ("x4 small", groups["x4 small"])):
+            idx = [i for i, m in enumerate(metas) if fa_group(m) == name and on(m)]
+            rain = np.mean(["rain" in preds[i] for i in idx]) if idx else 0.0
+            haze = np.mean(["haze" in preds[i] for i in idx]) if idx else 0.0
+            print(f"{name + ', ' + size:<30}{len(idx):>5}{rain:>8.3f}{haze:>8.3f}")
+            summary[f"fa_rain:{name}:{size}"], summary[f"fa_haze:{name}:{size}"] = float(rain), float(haze)
+    return summary
+
+
+def realistic_main(args: argparse.Namespace, models: list[tuple[str, str | None]]) -> int:
+    """``--realistic``: the realistic cases of the pool split's photos, scored by every model in ``models``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from photo_pool import photos as pool_photos
+
+    from fourkagent.imaging import as_image
+
+    key = (args.pool, args.seed, "realistic-v1")
+    cache = Path(args.raw_cache) if args.raw_cache else None
+    if cache is not None and cache.exists() and (got := pickle.loads(cache.read_bytes()))[0] == key:
+        metas, raw, elapsed = got[1], got[2], None
+    else:
+        metas, raw = [], []
+        t0 = time.perf_counter()
+        for name, img in sorted(pool_photos(args.pool, library=False).items()):
+            for meta, deg in realistic_cases(name, as_image(img), args.seed):
+                metas.append(meta)
+                raw.append(detect_all(deg, calibrated=False))
+        elapsed = time.perf_counter() - t0
+        if cache is not None:
+            cache.write_bytes(pickle.dumps((key, metas, raw)))
+    photos = sorted({m["photo"] for m in metas})
+    timing = "" if elapsed is None or args.no_timing else f" ({elapsed:.0f} s)"
+    print(f"{len(metas)} realistic cases from {len(photos)} photos of the pool's {args.pool} split (never fitted on), "
+          f"seed {args.seed}{timing}: {', '.join(photos)}")
+    print("cases per photo: clean, single and combined realistic degradations (fourkagent.degrade_real) on 512/256-px "
+          "crops, a 256-px crop of the half-size photo and a 96-200 px crop; x4 small inputs (a 384-px crop and a "
+          "400-800 px crop, bicubic /4) clean, mild, noisy, JPEG'd, pre-blurred, hazy, rainy. Ground truth: "
+          "benchmarks.perception.REAL_TRUTH_BOUNDS (ambiguous labels left out)")
+    for title, path in models:
+        if title == "thresholds":
+            preds = [{d.kind for d in dets if d.present} for dets in raw]
+        else:
+            preds = [{d.kind for d in calibrate(dets, path) if d.present} for dets in raw]
+        realistic_table(title, metas, preds)
+    return 0
+
+
 def leave_photo_out(cases: list[tuple[str, dict[str, int]]], raw: list[list[Detection]],
                     cache: str) -> list[set[str]]:
     """Verdicts of models refitted on the training cache without the case's photo (all its views/seeds)."""
-    from training.fit_perception import PREVIOUS_CACHE, SEEDS, all_photos, extract_photo, fit_model, load_cases
+    from training.fit_perception import (
+        REAL_SEEDS, SEEDS, all_photos, extract_photo, extract_realistic, fit_model, load_cases,
+    )
 
     names = sorted(all_photos())
     Path(cache).mkdir(parents=True, exist_ok=True)
-    for n, seed in itertools.product(names, SEEDS):  # builds a missing cache (about 35 s per photo and seed;
-        extract_photo((n, seed, cache, PREVIOUS_CACHE))  # ~6 s when it extends the previous version's)
+    for n, seed in itertools.product(names, SEEDS):  # builds a missing cache (about 25 s per photo and seed)
+        extract_photo((n, seed, cache))
+    for n, seed in itertools.product(names, REAL_SEEDS):  # realistic cases: about 8 s per photo and seed
+        extract_realistic((n, seed, cache))
     rows = load_cases(cache, names)
     x = feature_matrix([evidence_of(dets) for dets in raw])
     preds: list[set[str]] = [set() for _ in cases]
@@ -194,8 +471,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lopo", action="store_true",
                     help="also leave-photo-out: refit the calibration without each test photo (needs the training "
                          "feature cache, built if missing: ~10 min)")
-    ap.add_argument("--cache", default="/tmp/fourk_perception_features_v3", help="training feature cache (--lopo)")
+    ap.add_argument("--cache", default="/tmp/fourk_perception_features_v4", help="training feature cache (--lopo)")
+    ap.add_argument("--realistic", action="store_true",
+                    help="realistic cases (fourkagent.degrade_real, incl. x4 small inputs and false-alarm inputs) "
+                         "on the photos of --pool's split instead of the textbook table")
+    ap.add_argument("--models", nargs="*", default=[], metavar="MODEL.json",
+                    help="also score these calibration model files (e.g. the model before a refit)")
+    ap.add_argument("--raw-cache", default=None, metavar="FILE",
+                    help="keep the raw detections here and reuse them (re-scoring other models)")
     args = ap.parse_args(argv)
+    extra = [(f"calibration model {Path(m).name}" + (": never fitted on these photos" if args.pool else ""), m)
+             for m in args.models]
+    if args.realistic:
+        if not args.pool:
+            ap.error("--realistic needs --pool validation|test")
+        shipped = [("shipped calibration (photos never fitted on)", None)] if load_model() is not None else []
+        return realistic_main(args, [("thresholds", None), *shipped, *extra])
 
     if args.pool:  # photos of the pool's split: none of them was ever fitted or tuned on (validation, test)
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
@@ -214,8 +505,15 @@ def main(argv: list[str] | None = None) -> int:
     cases = build_cases(photos, rng, 84 if args.quick else 280)
 
     t0 = time.perf_counter()
-    raw = [detect_all(synthesize(images[photo], spec, seed=i), calibrated=False)
-           for i, (photo, spec) in enumerate(cases)]
+    key = (args.pool or args.split, args.quick, args.seed, "textbook-v1")
+    cache = Path(args.raw_cache) if args.raw_cache else None
+    if cache is not None and cache.exists() and (got := pickle.loads(cache.read_bytes()))[0] == key:
+        raw = got[1]
+    else:
+        raw = [detect_all(synthesize(images[photo], spec, seed=i), calibrated=False)
+               for i, (photo, spec) in enumerate(cases)]
+        if cache is not None:
+            cache.write_bytes(pickle.dumps((key, raw)))
     elapsed = time.perf_counter() - t0
     print(f"{len(cases)} cases from {len(photos)} photos, seed {args.seed} ({elapsed:.1f} s, "
           f"{1000 * elapsed / len(cases):.0f} ms/case)")
@@ -232,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(("shipped calibration (" + (f"photos of the pool's {args.pool} split: never fitted on"
                                                    if args.pool else "its fit saw these photos, other crops/seeds") + ")",
                        [{d.kind for d in calibrate(dets) if d.present} for dets in raw]))
+    for title, path in extra:
+        tables.append((title, [{d.kind for d in calibrate(dets, path) if d.present} for dets in raw]))
     if args.lopo:
         t1 = time.perf_counter()
         tables.append(("leave-photo-out calibration (refit without the test photo: unseen photos)",
@@ -246,15 +546,17 @@ def main(argv: list[str] | None = None) -> int:
             print("  ", *e)
 
     # pixel-size low resolution: degrade.apply's plain down-scale (no up-scaling back)
-    hits, cal_hits = [], []
+    hits, cal_hits = [], {m: [] for m in (None, *args.models)}
     lr = KINDS.index("low resolution")
     for p in photos:
         for level in range(1, 6):
             dets = detect_all(degrade.apply(images[p], "low resolution", level), calibrated=False)
             hits.append(dets[lr].present == (level >= 3))
-            cal_hits.append(calibrate(dets)[lr].present == (level >= 3))
+            for m, h in cal_hits.items():
+                h.append(calibrate(dets, m)[lr].present == (level >= 3))
+    others = "".join(f", {Path(m).name} {np.mean(h):.3f}" for m, h in cal_hits.items() if m is not None)
     print(f"\npixel-size low resolution (plain down-scale, tiny-image rule), accuracy over {len(hits)} cases: "
-          f"thresholds {np.mean(hits):.3f}, calibrated {np.mean(cal_hits):.3f}")
+          f"thresholds {np.mean(hits):.3f}, calibrated {np.mean(cal_hits[None]):.3f}{others}")
 
     if not args.no_timing:
         print("\ntiming of detect_all (median of 3):")

@@ -187,3 +187,63 @@ def test_cache_extension_equals_a_fresh_extraction(tmp_path: Path, monkeypatch: 
     with pytest.raises(RuntimeError, match="differs"):
         F.extract_photo(("coffee", 8, str(new), str(old)))
     assert not (new / "coffee_s8.jsonl").exists()
+
+
+def test_realistic_ground_truth_mapping():
+    """``benchmarks.perception.realistic_truth``: the realistic stages' measures mapped onto the 8 kinds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.perception import realistic_truth
+
+    def truth(stages: dict, measures: dict, short: int = 256) -> dict[str, int]:
+        return realistic_truth(stages, measures, short)
+
+    absent = dict.fromkeys(KINDS, 0)
+    assert truth({}, {}) == absent and truth({"mild": {}}, {"sigma_real": 4.0}) == absent
+    assert truth({}, {}, short=96) == absent | {"low resolution": 1}  # the tiny-image rule
+    assert truth({"sensor": {}}, {"sigma_real": 20.0})["noise"] == 1
+    assert truth({"sensor": {}}, {"sigma_real": 15.0})["noise"] == -1  # between textbook levels 2 and 3: left out
+    assert truth({"noise": {}}, {"sigma_real": 9.0})["noise"] == 0
+    assert truth({"dark": {}}, {"dark_exposure": 0.06, "sigma_real": 30.0}) == absent | {"dark": 1, "noise": -1}
+    assert truth({"dark": {}}, {"dark_exposure": 0.3})["dark"] == 0
+    assert truth({"jpeg": {}}, {"jpeg_quality": 28}) == absent | {"jpeg compression artifact": 1}
+    assert truth({"jpeg": {}}, {"jpeg_quality": 60})["jpeg compression artifact"] == 0
+    shake = truth({"shake": {}}, {"shake_length": 16.0, "sigma_real": 1.0})
+    assert shake == absent | {"motion blur": 1, "defocus blur": -1}
+    assert truth({"shake": {}}, {"shake_length": 6.0, "sigma_real": 1.0}) == absent
+    assert truth({"blur": {}}, {"blur_sigma": 2.4}) == absent | {"defocus blur": 1, "low resolution": -1}
+    assert truth({"haze": {}, "rain": {}}, {"haze_beta": 1.4, "rain_density": 0.005}) == absent | {"haze": 1, "rain": 1}
+    assert truth({"haze": {}}, {"haze_beta": 0.5})["haze"] == 0 and truth({"rain": {}}, {"rain_density": 0.002})["rain"] == 0
+    small = truth({"preblur": {}, "downscale": {}}, {}, short=96)  # a x4 input's pre-blur is not defocus
+    assert small == absent | {"low resolution": 1}
+
+
+def test_realistic_cases_are_deterministic_and_measured():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.perception import REAL_ORDER, draw_realistic, realistic, realistic_truth
+
+    base = crop("astronaut", 160, 40, 200)
+    for stages in (("sensor",), ("noise", "jpeg"), ("mild",), ("downscale", "sensor", "jpeg"), ("haze", "rain")):
+        st = draw_realistic(stages, np.random.default_rng(3))
+        assert st == draw_realistic(stages, np.random.default_rng(3)) and list(st) == sorted(st, key=REAL_ORDER.index)
+        a, m = realistic(base, st, seed=11)
+        b, m2 = realistic(base, st, seed=11)
+        assert np.array_equal(a, b) and m == m2 and a.dtype == np.float32
+        assert a.shape[0] == (40 if "downscale" in st else 160)
+        assert np.array_equal(a, np.round(a * 255) / 255)  # quantised like a file
+        if "noise" in st:  # realised sigma of Gaussian noise: the drawn one (up to clipping)
+            assert m["sigma_real"] == pytest.approx(st["noise"]["sigma"], rel=0.15)
+        y = realistic_truth(st, m, min(a.shape[:2]))
+        assert set(y) == set(KINDS) and set(y.values()) <= {-1, 0, 1}
+
+
+def test_noisy_small_inputs_are_not_reported_as_rain():
+    """The x4 benchmark's false alarm: realistic noisy / JPEG'd 96² inputs (``degrade_real.small_degraded``'s
+    benchmark ranges) are not rain to the shipped model."""
+    from fourkagent.degrade_real import small_degraded
+
+    for i, (name, y0, x0) in enumerate((("astronaut", 60, 100), ("coffee", 0, 150), ("chelsea", 0, 60))):
+        hr = crop(name, 384, y0, x0) if name != "chelsea" else resize(crop(name, 300, y0, x0), (384, 384), "cubic")
+        for j, fam in enumerate(("noise", "sensor", "jpeg", "sensor+jpeg")):
+            lr, _ = small_degraded(hr, fam, 4, np.random.default_rng(100 * i + j), seed=100 * i + j)
+            assert lr.shape[:2] == (96, 96)
+            assert not detect_all(lr)[KINDS.index("rain")].present, (name, fam)
