@@ -8,7 +8,9 @@ what the run spends around the experts (:class:`Overheads`). The ledger (``State
 perceive with the run's fixed costs: start-up, perception of the input, the face stage and writing the output at
 the planned output size (:func:`opening`). What is left is shared among the steps still on the agenda in
 proportion to their output megapixels (a ×4 step to 4096² gets 16 times the share of the ×4 step before it, as it
-costs 16 times as much per tool); a step first pays its own overhead (measuring its input for Q-MoE), then keeps
+costs 16 times as much per tool), but a step whose experts all together cost less than an even split of what is
+left runs them all (:func:`step_share`: a 256² restoration step is cheap and decides what the ×4 steps magnify);
+a step first pays its own overhead (measuring its input for Q-MoE), then keeps
 its experts cheapest first while their costs — each expert's run plus validating, storing and scoring its
 candidate — add up to the rest of its share. The cheapest is always kept. A tool without a measured cost is kept;
 only its candidate's overhead is charged.
@@ -151,15 +153,21 @@ def opening(profile: Profile, size: tuple[int, int], out_size: tuple[int, int], 
     return o.start_s + o.perceive_s + o.perceive_s_per_mp * _mp(size) + face + o.write_s_per_mp * out
 
 
-def step_share(left: float, agenda: list[str], size: tuple[int, int]) -> float:
+def step_share(left: float, agenda: list[str], size: tuple[int, int], full_s: float = 0.0) -> float:
     """The part of ``left`` seconds that ``agenda[0]`` may spend on an input of ``size`` (h, w): ``left`` split
-    over the agenda's steps in proportion to their output megapixels."""
+    over the agenda's steps in proportion to their output megapixels, but at least what running every expert of
+    the step costs (``full_s``) up to an even split of ``left``. The floor keeps a small early step whole: by
+    megapixels a 256² denoising step before two ×4 steps to 4096² gets 0.2 s of 50 and would run only the
+    cheapest denoisers, while MAXIM, the one trained on real camera noise, costs 9 s there — and what that step
+    leaves behind, the ×4 steps magnify sixteen times."""
     outputs = []
     h, w = size
     for step in agenda:
         h, w = h * step_scale(step), w * step_scale(step)
         outputs.append(h * w)
-    return max(0.0, left) * outputs[0] / sum(outputs) if outputs else 0.0
+    if not outputs or left <= 0:
+        return 0.0
+    return max(left * outputs[0] / sum(outputs), min(full_s, left / len(outputs)))
 
 
 def _by_budget(tools: list[Tool], step: str, share: float, left: float, size: tuple[int, int]) -> Selection:
@@ -200,7 +208,7 @@ def select(tools: list[Tool], profile: Profile, agenda: list[str], size: tuple[i
     step = agenda[0]
     if profile.time_budget_s is not None:
         left = profile.time_budget_s - spent
-        return _by_budget(tools, step, step_share(left, agenda, size), left, size)
+        return _by_budget(tools, step, step_share(left, agenda, size, charged(tools, size)), left, size)
     if profile.fast4k:
         return _by_fast4k(tools, step, profile, size)
     return Selection(list(tools), [])
