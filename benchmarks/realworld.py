@@ -83,7 +83,9 @@ def build_cases(split: str, per_photo: int, side: int, families: tuple[str, ...]
 
 
 def run_agent(lr: Image, profile: str, work: Path) -> tuple[Image, dict]:
-    """The agent's output for one input (in-process) and what it did."""
+    """The agent's output for one input (in-process) and what it did. Every run gets a new, empty home: no
+    experience store carried from the cases before (it would make a case's plan depend on which cases and methods
+    ran before it, and learn orderings on the split being measured), as on a fresh install."""
     from PIL import Image as PILImage
 
     from fourkagent.context import Context
@@ -92,7 +94,8 @@ def run_agent(lr: Image, profile: str, work: Path) -> tuple[Image, dict]:
 
     inp, out = work / "in.png", work / f"out-{profile}.png"
     PILImage.fromarray(to_uint8(lr)).save(inp)
-    res = run(str(inp), str(out), profile, options={"overwrite": True}, context=Context(home=str(work / "home")))
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=work))
+    res = run(str(inp), str(out), profile, options={"overwrite": True}, context=Context(home=str(home)))
     report = json.loads(Path(res["report_path"]).read_text())
     found = [d["kind"] for d in report["perception"].get("degradations", []) if d.get("present")]
     steps = [f"{t['step']}:{t['tool']}" for t in report["trajectory"]]
