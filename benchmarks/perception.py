@@ -238,16 +238,21 @@ def realistic_truth(stages: dict[str, dict[str, float]], measures: dict[str, flo
     return {k: y[k] for k in KINDS}
 
 
+def random_crop(a: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side``² crop (smaller where the image is) at a position drawn from ``rng``."""
+    h, w = a.shape[:2]
+    sh, sw = min(side, h), min(side, w)
+    y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+    return np.ascontiguousarray(a[y : y + sh, x : x + sw])
+
+
 def realistic_views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray, bool]]:
     """Views of one photo for realistic cases: ``(name, image, x4)``: crops at native scale (512, 256 and a small
     96-200 px one), a 256-px crop of the half-size photo, and two ×4 inputs (``x4``: downscaled later by the
     cases' ``downscale`` stage) from a 384-px crop (96 px, as ``benchmarks/realworld.py``) and a 400-800 px one."""
 
     def crop(a: np.ndarray, side: int) -> np.ndarray:
-        h, w = a.shape[:2]
-        sh, sw = min(side, h), min(side, w)
-        y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
-        return np.ascontiguousarray(a[y : y + sh, x : x + sw])
+        return random_crop(a, side, rng)
 
     h, w = img.shape[:2]
     half = resize(img, (w // 2, h // 2), "area")

@@ -79,7 +79,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.perception import TINY_SIDE, realistic_cases, synthesize  # noqa: E402
+from benchmarks.perception import TINY_SIDE, random_crop, realistic_cases, synthesize  # noqa: E402
 from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import as_image, resize  # noqa: E402
 from fourkagent.perception.calibration import FEATURES, VETO_BELOW, feature_matrix, save_model  # noqa: E402
@@ -127,10 +127,7 @@ def views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarr
     """Four views of one photo: crops at native and half scale, and a small crop."""
 
     def crop(a: np.ndarray, side: int) -> np.ndarray:
-        h, w = a.shape[:2]
-        sh, sw = min(side, h), min(side, w)
-        y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
-        return np.ascontiguousarray(a[y : y + sh, x : x + sw])
+        return random_crop(a, side, rng)
 
     h, w = img.shape[:2]
     half = resize(img, (w // 2, h // 2), "area")
