@@ -88,12 +88,14 @@ def test_step_share_follows_the_output_megapixels_of_the_steps_left() -> None:
 
 def test_a_small_early_step_runs_all_its_experts_when_they_cost_less_than_an_even_split() -> None:
     """By megapixels a 256² denoising step before two ×4 steps gets 0.2 s of 60: the floor gives it its full cost
-    (here 9 s) — but never more than an even split of what is left, and never more than is left."""
+    (here 9 s) when that is no more than an even split of what is left; a step that cannot run whole within the
+    even split keeps its megapixel share (it would starve the large step after it)."""
     agenda = ["denoising", "super-resolution", "super-resolution"]
     by_mp = step_share(60.0, agenda, (256, 256))
     assert by_mp < 0.5
     assert step_share(60.0, agenda, (256, 256), full_s=9.0) == pytest.approx(9.0)
-    assert step_share(60.0, agenda, (256, 256), full_s=45.0) == pytest.approx(20.0)  # capped at 60 / 3
+    assert step_share(60.0, agenda, (256, 256), full_s=45.0) == pytest.approx(by_mp)  # 45 > 60 / 3
+    assert step_share(60.0, agenda[1:], (256, 256), full_s=50.0) == pytest.approx(60.0 / 17)  # 1 MP of 17
     assert step_share(60.0, agenda[2:], (1024, 1024), full_s=500.0) == pytest.approx(60.0)  # the last step: all left
     assert step_share(-1.0, agenda, (256, 256), full_s=9.0) == 0.0
     tools = [Tool(_spec("cheap", "denoising", 1.0), _ident), Tool(_spec("maxim", "denoising", 130.0), _ident)]

@@ -155,11 +155,12 @@ def opening(profile: Profile, size: tuple[int, int], out_size: tuple[int, int], 
 
 def step_share(left: float, agenda: list[str], size: tuple[int, int], full_s: float = 0.0) -> float:
     """The part of ``left`` seconds that ``agenda[0]`` may spend on an input of ``size`` (h, w): ``left`` split
-    over the agenda's steps in proportion to their output megapixels, but at least what running every expert of
-    the step costs (``full_s``) up to an even split of ``left``. The floor keeps a small early step whole: by
+    over the agenda's steps in proportion to their output megapixels, but what running every expert of the step
+    costs (``full_s``) where that is no more than an even split of ``left``. The floor keeps a small early step whole: by
     megapixels a 256² denoising step before two ×4 steps to 4096² gets 0.2 s of 50 and would run only the
     cheapest denoisers, while MAXIM, the one trained on real camera noise, costs 9 s there — and what that step
-    leaves behind, the ×4 steps magnify sixteen times."""
+    leaves behind, the ×4 steps magnify sixteen times. A step that cannot run whole within the even split keeps
+    its megapixel share: a 1 MP ×4 step taking half of what is left would starve the 16 MP step after it."""
     outputs = []
     h, w = size
     for step in agenda:
@@ -167,7 +168,8 @@ def step_share(left: float, agenda: list[str], size: tuple[int, int], full_s: fl
         outputs.append(h * w)
     if not outputs or left <= 0:
         return 0.0
-    return max(left * outputs[0] / sum(outputs), min(full_s, left / len(outputs)))
+    by_mp = left * outputs[0] / sum(outputs)
+    return max(by_mp, full_s) if full_s <= left / len(outputs) else by_mp
 
 
 def _by_budget(tools: list[Tool], step: str, share: float, left: float, size: tuple[int, int]) -> Selection:
