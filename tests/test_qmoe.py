@@ -289,15 +289,13 @@ def test_fidelity_sr_on_a_noisy_input_is_not_worse_than_lanczos() -> None:
 def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles() -> None:
     model = shipped_model()["steps"]["super-resolution"]
     assert model.get("safe_tool") == "sr_lanczos_x4" and model.get("safe_margin_db", 0) > 0
-    lr = degrade.downscale(CLEAN, 4)
+    lr = degrade.apply(degrade.downscale(photo("coffee")[:384, 100:484], 4), "noise", 3, seed=1)  # noisy: uniform margin
     outs = [MAIN_REGISTRY.get(t)(lr) for t in ("sr_lanczos_x4", "sr_backprojection_x4")]
     tools = ["sr_lanczos_x4", "sr_backprojection_x4"]
     fid = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
     per = score_candidates(outs, lr, "super-resolution", "perception", tools=tools)
     assert "do_no_harm_db" not in fid[0].components and "do_no_harm_db" not in per[1].components
-    rule = model.get("clean_input")
-    margin = rule["margin_db"] if rule else model["safe_margin_db"]  # a clean downscale: the clean-input margin
-    margin = model.get("tool_margins_db", {}).get("sr_backprojection_x4", margin)
+    margin = model.get("tool_margins_db", {}).get("sr_backprojection_x4", model["safe_margin_db"])
     assert margin > 0 and fid[1].components["do_no_harm_db"] == pytest.approx(-margin)
     saved = dict(model)
     try:
@@ -328,7 +326,28 @@ def test_a_clean_input_gets_the_smaller_sr_margin_a_noisy_or_blocky_one_the_unif
         outs = [MAIN_REGISTRY.get(t)(lr) for t in tools]
         scores = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
         assert "do_no_harm_db" not in scores[0].components
-        assert scores[1].components["do_no_harm_db"] == pytest.approx(-margin)
+        assert scores[1].components.get("do_no_harm_db", 0.0) == pytest.approx(-margin)
+
+
+def test_the_safe_sr_tool_is_never_predicted_below_doing_nothing_in_fidelity_profiles() -> None:
+    """An SR step must upscale, so Lanczos — what the user gets without the agent — is its floor: on a flat input
+    (flat colour patches, like a denoised photo of a wall and unlike every photo of the SR data) the model's own
+    Lanczos prediction is far below bicubic, but the fidelity score does not fall below 0.5, so the step passes
+    with it instead of rolling back."""
+    from fourkagent.scoring.qmoe import DEFAULT_THRESHOLD
+
+    flat = np.zeros((96, 96, 3), np.float32)
+    flat[:] = (0.42, 0.38, 0.38)
+    flat[:40, :40], flat[:40, 56:] = (0.8, 0.35, 0.4), (0.95, 0.8, 0.3)
+    flat[56:, :40], flat[56:, 56:] = (0.75, 0.7, 0.72), (0.6, 0.55, 0.6)
+    tools = ["sr_lanczos_x4", "sr_backprojection_x4", "sr_span_x4"]
+    outs = [MAIN_REGISTRY.get(t)(flat) for t in tools]
+    fid = score_candidates(outs, flat, "super-resolution", "fidelity", tools=tools)
+    assert fid[0].components["model_gain_db"] < -1.0  # the model alone: Lanczos far below bicubic
+    assert fid[0].components["predicted_gain_db"] == 0.0 and fid[0].score >= 0.5 > DEFAULT_THRESHOLD
+    assert max(s.score for s in fid) == fid[0].score  # the step keeps Lanczos
+    per = score_candidates(outs, flat, "super-resolution", "perception", tools=tools)  # perceptual: no floor
+    assert "model_gain_db" not in per[0].components
 
 
 def test_perception_profiles_score_sr_with_their_own_models() -> None:

@@ -148,10 +148,11 @@ def _over_safe(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, names: li
     ok, gained, ncases = np.zeros(len(combos)), np.zeros(len(combos)), 0
     for c in np.unique(ex["case"][ex["step"] == step]):
         m = ex["case"] == c
-        tools, gains, p = ex["tool"][m], ex["gain"][m], pred[m]
+        tools, gains, p = ex["tool"][m], ex["gain"][m], pred[m].copy()
         safe = np.flatnonzero(tools == SAFE_TOOL[step])
         if not len(safe):
             continue
+        p[safe] = np.maximum(p[safe], 0.0)  # as the runtime scores it (scoring/qmoe.StepScorer._safe_floor)
         head = np.zeros((len(combos), len(tools)))
         for j, t in enumerate(tools):
             if t != SAFE_TOOL[step]:

@@ -126,6 +126,21 @@ class StepScorer:
         per_tool = (model or {}).get("tool_margins_db", {})  # tools the validation did not see: the uniform one
         return np.array([0.0 if t == safe else float(per_tool.get(t, margin)) for t in self._tools])
 
+    def _safe_floor(self, model: dict | None, gains: np.ndarray) -> np.ndarray:
+        """For a fidelity profile, the SR step's safe tool (Lanczos) is predicted at least as good as doing
+        nothing (bicubic, which the step cannot return: it must upscale): a Lanczos output is what the user would
+        get without the agent. The SR models extrapolate on inputs unlike their data — on a flat, denoised photo
+        they predicted Lanczos 5.7 dB below bicubic, the step "failed" (Q 0.00), and the rollback ran ×4 on the
+        noisy input instead — so the safe tool's predicted gain is floored at 0 (Q 0.5, above the threshold):
+        the step passes with Lanczos, and every other tool must still beat it by its margin."""
+        safe = (model or {}).get("safe_tool")
+        if self.priority != "fidelity" or safe is None or safe not in self._tools:
+            return gains
+        out = gains.copy()
+        i = self._tools.index(safe)
+        out[i] = max(out[i], 0.0)
+        return out
+
     def _clean_input(self, rule: dict) -> bool:
         """Whether the step input is clean by the model's ``clean_input`` rule (chosen on the validation split,
         ``training/fit_sr_margins.py``): no JPEG lattice and a noise σ̂ below ``noise_sigma_below``, both measured
@@ -147,13 +162,15 @@ class StepScorer:
             gains = self._gains(model, x)
         else:  # a step the model was not trained for: naturalness only
             gains = 0.5 * x[:, NAMES.index("d_niqe")]
-        head = self._head_start(model)
-        gains = gains - head
+        raw = gains.copy()
+        gains = self._safe_floor(model, gains) - (head := self._head_start(model))
         w = naturalness_weight(model, self.priority)
         out = []
-        for gain, row, ratio, h in zip(gains.tolist(), x, self._sure, head.tolist()):
+        for gain, r, row, ratio, h in zip(gains.tolist(), raw.tolist(), x, self._sure, head.tolist()):
             q, nat = mixed_q(gain, float(row[NAMES.index("d_niqe")]), w)
             comps = {"predicted_gain_db": gain, "naturalness": nat}
+            if r < gain + h:
+                comps["model_gain_db"] = r
             comps |= {k: float(row[NAMES.index(k)]) for k in _SHOWN}
             if ratio is not None:
                 comps["sure_ratio"] = ratio
