@@ -154,3 +154,17 @@ def test_clean_input_rule_lowers_the_margin_only_where_inputs_measure_clean() ->
     assert rule["at_least_safe"] == 1.0 and rule["db_over_safe"] == pytest.approx(gain[~noisy].sum() / n)
     assert rule["clean_cases"] == int((~noisy).sum())
     assert np.array_equal(clean_cases(ex, measures, rule["noise_sigma_below"])[1::2], ~noisy)
+
+
+def test_blocky_inputs_keep_the_safe_tool_when_every_margin_loses_there() -> None:
+    """On inputs with a JPEG lattice the sharper expert loses 1 dB though predicted +2: the chosen blocky margin
+    is the one that keeps Lanczos (0 dB lost), not a smaller one."""
+    from fit_sr_margins import choose_blocky_margin
+
+    step, n = "super-resolution", 10
+    ex = {"case": np.repeat(np.arange(n), 2), "photo": np.repeat(np.arange(n), 2), "step": np.array([step] * 2 * n),
+          "tool": np.array(["sr_lanczos_x4", "sr_span_x4"] * n), "gain": np.ravel(np.c_[np.zeros(n), -np.ones(n)])}
+    pred = np.ravel(np.c_[np.zeros(n), np.linspace(1.0, 3.0, n)])
+    measures = {(i, step, 0): (3.0, 60.0 if i % 2 else 0.0) for i in range(n)}  # odd cases blocky
+    got = choose_blocky_margin(ex, pred, step, measures)
+    assert got["cases"] == n // 2 and got["margin_db"] > 3.0 and got["at_least_safe"] == 1.0 and got["db_over_safe"] == 0.0

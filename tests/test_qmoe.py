@@ -310,7 +310,8 @@ def test_do_no_harm_gives_the_safe_tool_a_head_start_only_in_fidelity_profiles()
 
 def test_a_clean_input_gets_the_smaller_sr_margin_a_noisy_or_blocky_one_the_uniform_margin() -> None:
     """The shipped ×4 model's clean-input rule (chosen on the validation split): SPAN's risk is amplified noise
-    and blocks, so only an input measuring clean at its own size gets the smaller head start."""
+    and blocks, so only an input measuring clean at its own size gets the smaller head start, and one with a JPEG
+    lattice the larger ``blocky_margin_db``."""
     from fourkagent.scoring.features import input_noise_jpeg
 
     model = shipped_model()["steps"]["super-resolution"]
@@ -322,7 +323,8 @@ def test_a_clean_input_gets_the_smaller_sr_margin_a_noisy_or_blocky_one_the_unif
     blocky = degrade.apply(clean, "jpeg compression artifact", 3, seed=1)
     assert input_noise_jpeg(clean)[0] < rule["noise_sigma_below"] and input_noise_jpeg(clean)[1] == 0
     assert input_noise_jpeg(noisy)[0] >= rule["noise_sigma_below"] and input_noise_jpeg(blocky)[1] > 0
-    for lr, margin in ((clean, rule["margin_db"]), (noisy, model["safe_margin_db"]), (blocky, model["safe_margin_db"])):
+    blocky_margin = max(model["safe_margin_db"], model.get("blocky_margin_db", 0.0))  # blocks: Lanczos kept
+    for lr, margin in ((clean, rule["margin_db"]), (noisy, model["safe_margin_db"]), (blocky, blocky_margin)):
         outs = [MAIN_REGISTRY.get(t)(lr) for t in tools]
         scores = score_candidates(outs, lr, "super-resolution", "fidelity", tools=tools)
         assert "do_no_harm_db" not in scores[0].components

@@ -75,6 +75,7 @@ class StepScorer:
         self.step = step
         self.priority = priority
         self._inp = inp
+        self._measures: tuple[float, float] | None = None
         self.ref: Reference = reference(inp, step)
         self._none = features(self.ref.base, self.ref)
         self._state = state(self.ref)
@@ -107,7 +108,8 @@ class StepScorer:
     def _head_start(self, model: dict | None) -> np.ndarray:
         """Do no harm: for a fidelity profile, the dB by which each candidate must beat the step's safe choice —
         the margin chosen on the validation split (``training/fit_qmoe_pool.py``; a smaller one for a clean
-        input where the model has a ``clean_input`` rule, :meth:`_clean_input`). The safe choice is a tool
+        input where the model has a ``clean_input`` rule, :meth:`_clean_input`, a larger one, ``blocky_margin_db``,
+        for an input with a JPEG lattice: the SR experts magnify its blocks). The safe choice is a tool
         (Lanczos for SR: the other candidates get the margin chosen for them, when Lanczos is among them; a tool
         without one gets the uniform margin) or, for a restoration
         step, doing nothing (every candidate gets it, so a doubtful expert falls below the rollback threshold and
@@ -123,6 +125,9 @@ class StepScorer:
         rule = (model or {}).get("clean_input")
         if rule and self._clean_input(rule):
             margin = float(rule["margin_db"])
+        blocky = (model or {}).get("blocky_margin_db")
+        if blocky is not None and self._input_measures()[1] > 0:
+            margin = max(margin, float(blocky))
         per_tool = (model or {}).get("tool_margins_db", {})  # tools the validation did not see: the uniform one
         return np.array([0.0 if t == safe else float(per_tool.get(t, margin)) for t in self._tools])
 
@@ -146,8 +151,14 @@ class StepScorer:
         ``training/fit_sr_margins.py``): no JPEG lattice and a noise σ̂ below ``noise_sigma_below``, both measured
         at the input's size. A clean input gets the rule's smaller margin: the sharper experts' risk is amplified
         noise and blocks, which a clean input does not have."""
-        sigma, quality = input_noise_jpeg(self._inp)
+        sigma, quality = self._input_measures()
         return quality == 0 and sigma < float(rule["noise_sigma_below"])
+
+    def _input_measures(self) -> tuple[float, float]:
+        """The step input's noise σ̂ and JPEG quality estimate (measured once)."""
+        if self._measures is None:
+            self._measures = input_noise_jpeg(self._inp)
+        return self._measures
 
     def scores(self) -> list[Score]:
         """Q and components of every added candidate, in order."""
