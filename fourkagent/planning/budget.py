@@ -9,7 +9,8 @@ perceive with the run's fixed costs: start-up, perception of the input, the face
 the planned output size (:func:`opening`). What is left is shared among the steps still on the agenda in
 proportion to their output megapixels (a ×4 step to 4096² gets 16 times the share of the ×4 step before it, as it
 costs 16 times as much per tool), but a step whose experts all together cost less than an even split of what is
-left runs them all (:func:`step_share`: a 256² restoration step is cheap and decides what the ×4 steps magnify);
+left runs them all if it is a restoration step (:func:`step_share`: a 256² restoration step is cheap and decides
+what the ×4 steps magnify);
 a step first pays its own overhead (measuring its input for Q-MoE), then keeps
 its experts cheapest first while their costs — each expert's run plus validating, storing and scoring its
 candidate — add up to the rest of its share. The cheapest is always kept. A tool without a measured cost is kept;
@@ -40,7 +41,7 @@ from typing_extensions import TypedDict
 
 from fourkagent.profiles import Profile
 from fourkagent.tools.base import COSTS_FILE, Tool
-from fourkagent.vocabulary import step_scale
+from fourkagent.vocabulary import is_sr_step, step_scale
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,9 @@ def step_share(left: float, agenda: list[str], size: tuple[int, int], full_s: fl
     megapixels a 256² denoising step before two ×4 steps to 4096² gets 0.2 s of 50 and would run only the
     cheapest denoisers, while MAXIM, the one trained on real camera noise, costs 9 s there — and what that step
     leaves behind, the ×4 steps magnify sixteen times. A step that cannot run whole within the even split keeps
-    its megapixel share: a 1 MP ×4 step taking half of what is left would starve the 16 MP step after it."""
+    its megapixel share: a 1 MP ×4 step taking half of what is left would starve the 16 MP step after it. SR steps
+    get no floor (:func:`select` passes ``full_s=0``): at 1 MP the floor would run Real-ESRGAN (25 s), which won
+    none of twelve held-out ×4 steps, where the 4096² step needs the time for ClearReality."""
     outputs = []
     h, w = size
     for step in agenda:
@@ -210,7 +213,8 @@ def select(tools: list[Tool], profile: Profile, agenda: list[str], size: tuple[i
     step = agenda[0]
     if profile.time_budget_s is not None:
         left = profile.time_budget_s - spent
-        return _by_budget(tools, step, step_share(left, agenda, size, charged(tools, size)), left, size)
+        full = 0.0 if is_sr_step(step) else charged(tools, size)  # the floor is for restoration steps
+        return _by_budget(tools, step, step_share(left, agenda, size, full), left, size)
     if profile.fast4k:
         return _by_fast4k(tools, step, profile, size)
     return Selection(list(tools), [])

@@ -34,6 +34,9 @@ STEP_COLUMNS: dict[str, str] = {
     "(1 = no better, 0 = perfect), computed without the clean image on a central crop.",
     "do_no_harm_db": "Fidelity-first profiles: the margin in dB taken off this candidate's predicted gain because it is "
     "not the step's safe choice (Lanczos for super-resolution, keeping the input for restoration).",
+    "model_gain_db": "Fidelity-first super-resolution: the model's own predicted gain for the safe choice (Lanczos) "
+    "where it was below doing nothing; the step counts Lanczos as at least as good as doing nothing (0 dB), since an "
+    "SR step must upscale and Lanczos is what the image would get without the agent.",
     "hpsv2.1": "Human Preference Score v2.1 of the candidate for the perceiver's description (paper scorer); higher "
     "is preferred by people.",
     "clipiqa+": "CLIP-IQA+ no-reference quality (0 to 1, higher is better; paper scorer).",
