@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     text = ("<!-- written by benchmarks/qmoe_pool.py; do not edit -->\n"
             f"## Shipped Q-MoE models on the pool's {args.split} split\n\n"
             "| step | cases | agreement with the PSNR oracle | dB lost vs the oracle | do no harm (fidelity profiles) |\n"
-            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n\nAgreement and dB lost: the model's own pick among the "
+            "experts (no margins); do no harm: the pick with the shipped margins (SR: the Lanczos floor, the clean-input "
+            "and JPEG-lattice rules) against the safe choice. The test split is reported here, never used to choose.\n")
     (OUT / f"qmoe_pool_{args.split}.md").write_text(text)
     print(text)
     return 0
