@@ -192,7 +192,7 @@ def test_cache_extension_equals_a_fresh_extraction(tmp_path: Path, monkeypatch: 
 def test_realistic_ground_truth_mapping():
     """``benchmarks.perception.realistic_truth``: the realistic stages' measures mapped onto the 8 kinds."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.perception import realistic_truth
+    from benchmarks.perception_realistic import realistic_truth
 
     def truth(stages: dict, measures: dict, short: int = 256) -> dict[str, int]:
         return realistic_truth(stages, measures, short)
@@ -219,7 +219,7 @@ def test_realistic_ground_truth_mapping():
 
 def test_realistic_cases_are_deterministic_and_measured():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.perception import REAL_ORDER, draw_realistic, realistic, realistic_truth
+    from benchmarks.perception_realistic import REAL_ORDER, draw_realistic, realistic, realistic_truth
 
     base = crop("astronaut", 160, 40, 200)
     for stages in (("sensor",), ("noise", "jpeg"), ("mild",), ("downscale", "sensor", "jpeg"), ("haze", "rain")):

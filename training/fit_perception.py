@@ -79,7 +79,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.perception import TINY_SIDE, random_crop, realistic_cases, synthesize  # noqa: E402
+from benchmarks.perception import synthesize  # noqa: E402
+from benchmarks.perception_realistic import TINY_SIDE, random_crop, realistic_cases  # noqa: E402
 from fourkagent import degrade  # noqa: E402
 from fourkagent.imaging import as_image, resize  # noqa: E402
 from fourkagent.perception.calibration import FEATURES, VETO_BELOW, feature_matrix, save_model  # noqa: E402
@@ -125,14 +126,9 @@ def all_photos() -> dict[str, np.ndarray]:
 
 def views(img: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Four views of one photo: crops at native and half scale, and a small crop."""
-
-    def crop(a: np.ndarray, side: int) -> np.ndarray:
-        return random_crop(a, side, rng)
-
-    h, w = img.shape[:2]
-    half = resize(img, (w // 2, h // 2), "area")
-    return [("native512", crop(img, 512)), ("native256", crop(img, 256)), ("half256", crop(half, 256)),
-            ("small", crop(img, int(rng.integers(96, 201))))]
+    half = resize(img, (img.shape[1] // 2, img.shape[0] // 2), "area")
+    return [("native512", random_crop(img, 512, rng)), ("native256", random_crop(img, 256, rng)),
+            ("half256", random_crop(half, 256, rng)), ("small", random_crop(img, int(rng.integers(96, 201)), rng))]
 
 
 def specs(rng: np.random.Generator, n_pairs: int, n_triples: int) -> list[dict[str, int]]:
