@@ -360,6 +360,14 @@ def estimate_noise_sigma(img: Image) -> float:
     return float(M.noise_sigma(as_image(img)))
 
 
+def noise_and_jpeg_quality(img: Image) -> tuple[float, float]:
+    """The noise detector's σ̂ (0-255, JPEG-aware) and the JPEG quality estimate (0: no quantisation lattice
+    found), from one analysis: the noise estimate reads the JPEG measures, so two :func:`detect` calls would
+    measure the JPEG lattice twice."""
+    a = _Analysis(img, model_inputs=False)
+    return float(a.noise), float(a.jpeg["jpeg_quality_est"])
+
+
 def detect(img: Image, kind: str, calibrated: bool = True) -> Detection:
     """Run one detector; ``kind`` must be one of :data:`KINDS`.
 

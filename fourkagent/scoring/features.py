@@ -105,11 +105,9 @@ def input_noise_jpeg(img: Image) -> tuple[float, float]:
     quantisation lattice found), measured at the input's size: for SR the :func:`reference` scores are measured
     on the bicubic upscale, which smooths the noise and the blocks away. The SR steps' do-no-harm margin depends
     on these (``scoring/qmoe.py``)."""
-    from fourkagent.perception.detectors import detect
+    from fourkagent.perception.detectors import noise_and_jpeg_quality
 
-    noise = detect(img, "noise", calibrated=False).evidence["noise_sigma"]
-    quality = detect(img, "jpeg compression artifact", calibrated=False).evidence["jpeg_quality_est"]
-    return float(noise), float(quality)
+    return noise_and_jpeg_quality(img)
 
 
 def _motion_psf(crop: Image, step: str) -> np.ndarray | None:
