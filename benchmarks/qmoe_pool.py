@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
 from fit_qmoe_pool import dataset, harmless_restoration, predictions, restoration_dataset  # noqa: E402
-from fit_sr_margins import clean_cases, split_harmless, sr_input_measures  # noqa: E402
+from fit_sr_margins import shipped_harmless, sr_input_measures  # noqa: E402
 from fourkagent.scoring.dataset import evaluate, experts_only  # noqa: E402
 from fourkagent.scoring.learned import shipped_model  # noqa: E402
 
@@ -39,10 +39,7 @@ def sr_rows(split: str, cache: str, model: dict) -> list[str]:
     pred = predictions({s: model["steps"][s] for s in steps}, ex)
     rep, measures, rows = evaluate(ex, pred), sr_input_measures(split, 256), []
     for step in steps:
-        m = model["steps"][step]
-        rule = m.get("clean_input") or {"noise_sigma_below": 0.0, "margin_db": m["safe_margin_db"]}
-        clean = clean_cases(ex, measures, rule["noise_sigma_below"])
-        ok, db = split_harmless(ex, pred, step, clean, m["safe_margin_db"], rule["margin_db"])
+        ok, db = shipped_harmless(ex, pred, step, measures, model["steps"][step])
         r = rep[step]
         rows.append(f"| {step} | {r['cases']} | {100 * r['agreement']:.0f} % | {r['loss_db']:.2f} | pick ≥ Lanczos "
                     f"{100 * ok:.0f} %, {db:+.2f} dB over Lanczos |")

@@ -50,18 +50,38 @@ def clean_cases(ex: dict[str, np.ndarray], measures: Measures, cutoff: float) ->
     return np.array([clean[int(c)] for c in ex["case"]])
 
 
-def split_harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, clean: np.ndarray, margin: float,
-                   clean_margin: float) -> tuple[float, float]:
-    """``harmless`` of ``step`` with ``clean_margin`` for the clean rows' cases and ``margin`` for the others:
-    the share of cases whose pick is at least the safe tool, and the mean dB over it."""
+def grouped_harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str,
+                     groups: list[tuple[np.ndarray, float]]) -> tuple[float, float]:
+    """``harmless`` of ``step`` with one margin per group of rows (``(row mask, margin)``, the masks disjoint and
+    covering the step's cases): the share of cases whose pick is at least the safe tool, and the mean dB over it."""
     total_ok = total_db = n = 0.0
-    for mask, mg in ((clean, clean_margin), (~clean, margin)):
+    for mask, mg in groups:
         sub = {k: v[mask] for k, v in ex.items()}
         cases = len(np.unique(sub["case"][sub["step"] == step]))
         if cases:
             ok, db = harmless(sub, pred[mask], step, mg)
             total_ok, total_db, n = total_ok + ok * cases, total_db + db * cases, n + cases
     return total_ok / n, total_db / n
+
+
+def split_harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, clean: np.ndarray, margin: float,
+                   clean_margin: float) -> tuple[float, float]:
+    """:func:`grouped_harmless` with ``clean_margin`` for the clean rows' cases and ``margin`` for the others."""
+    return grouped_harmless(ex, pred, step, [(clean, clean_margin), (~clean, margin)])
+
+
+def shipped_harmless(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, measures: Measures,
+                     model: dict) -> tuple[float, float]:
+    """:func:`grouped_harmless` with the margins the runtime gives (``scoring/qmoe.StepScorer._head_start``):
+    the step model's ``clean_input`` margin for clean inputs, at least its ``blocky_margin_db`` for inputs with a
+    JPEG lattice, the uniform ``safe_margin_db`` otherwise."""
+    rule = model.get("clean_input") or {"noise_sigma_below": 0.0, "margin_db": model["safe_margin_db"]}
+    keys = _case_keys(ex)
+    blocky = np.array([measures[keys[int(c)]][1] > 0 for c in ex["case"]])
+    clean = clean_cases(ex, measures, rule["noise_sigma_below"]) & ~blocky
+    uniform = float(model["safe_margin_db"])
+    return grouped_harmless(ex, pred, step, [(clean, float(rule["margin_db"])), (~clean & ~blocky, uniform),
+                                             (blocky, max(uniform, float(model.get("blocky_margin_db", 0.0))))])
 
 
 def choose_clean_rule(ex: dict[str, np.ndarray], pred: np.ndarray, step: str, measures: Measures, margin: float,
